@@ -1,0 +1,20 @@
+import createError from '@fastify/error'
+
+export const InvalidOptionError = createError<[string, string, string]>(
+  'UPSTREAM_METRICS_INVALID_OPTION',
+  'upstream-metrics: option "%s" %s; got %s',
+  500,
+  TypeError
+)
+
+export const AlreadyRegisteredError = createError(
+  'UPSTREAM_METRICS_ALREADY_REGISTERED',
+  'upstream-metrics is already registered on this Fastify instance; register it once, at the root (it covers every route)',
+  500
+)
+
+export const ClusterTimeoutError = createError<[number]>(
+  'UPSTREAM_METRICS_CLUSTER_TIMEOUT',
+  'upstream-metrics: the cluster primary did not answer within %d ms; call setupClusterPrimary() in the primary process',
+  500
+)

@@ -1,0 +1,19 @@
+import type { RouteMetricsConfig, UpstreamMetrics } from './types'
+import plugin from './plugin'
+
+export type { MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions } from './types'
+export { setupClusterPrimary } from './cluster'
+export { CONTENT_TYPE } from './exposition'
+export { DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS } from './names'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    upstreamMetrics: UpstreamMetrics
+  }
+  interface FastifyContextConfig {
+    metrics?: RouteMetricsConfig
+  }
+}
+
+export const upstreamMetrics = plugin
+export default plugin

@@ -1,0 +1,112 @@
+/**
+ * The metric table: every metric this plugin exposes, declared once.
+ * Names are the exposed django-prometheus names minus the `_total` the Prometheus
+ * exposition appends to counters (so `django_http_requests_total_by_method`
+ * is exposed as `django_http_requests_total_by_method_total`, as in Django).
+ */
+
+export type MetricType = 'counter' | 'histogram' | 'gauge'
+export type BucketKind = 'latency' | 'body'
+
+export interface MetricSpec {
+  /** Name before exposition: a counter gains `_total` unless it already ends with it. */
+  readonly name: string
+  readonly type: MetricType
+  readonly help: string
+  readonly labels: readonly string[]
+  readonly buckets?: BucketKind
+  /** Other exposed names carrying the same series (the seed guide's names). */
+  readonly aliases?: readonly string[]
+  /** How the cluster aggregator combines gauges of several workers. */
+  readonly merge?: 'sum' | 'min' | 'max'
+}
+
+function spec<K extends string> (table: Record<K, MetricSpec>): Record<K, MetricSpec> {
+  return table
+}
+
+export const HTTP = spec({
+  requestsBefore: { name: 'django_http_requests_before_middlewares_total', type: 'counter', help: 'Total count of requests before middlewares run.', labels: [] },
+  responsesBefore: { name: 'django_http_responses_before_middlewares_total', type: 'counter', help: 'Total count of responses before middlewares run.', labels: [] },
+  latencyIncluding: { name: 'django_http_requests_latency_including_middlewares_seconds', type: 'histogram', help: 'Histogram of requests processing time (including middleware processing time).', labels: [], buckets: 'latency' },
+  unknownLatencyIncluding: { name: 'django_http_requests_unknown_latency_including_middlewares_total', type: 'counter', help: 'Count of requests for which the latency was unknown (when computing django_http_requests_latency_including_middlewares_seconds).', labels: [] },
+  latencyByViewMethod: { name: 'django_http_requests_latency_seconds_by_view_method', type: 'histogram', help: 'Histogram of request processing time labelled by view.', labels: ['view', 'method'], buckets: 'latency' },
+  unknownLatency: { name: 'django_http_requests_unknown_latency_total', type: 'counter', help: 'Count of requests for which the latency was unknown.', labels: [] },
+  ajax: { name: 'django_http_ajax_requests_total', type: 'counter', help: 'Count of AJAX requests.', labels: [] },
+  byMethod: { name: 'django_http_requests_total_by_method', type: 'counter', help: 'Count of requests by method.', labels: ['method'] },
+  byTransport: { name: 'django_http_requests_total_by_transport', type: 'counter', help: 'Count of requests by transport.', labels: ['transport'] },
+  byViewTransportMethod: { name: 'django_http_requests_total_by_view_transport_method', type: 'counter', help: 'Count of requests by view, transport, method.', labels: ['view', 'transport', 'method'] },
+  requestBody: { name: 'django_http_requests_body_total_bytes', type: 'histogram', help: 'Histogram of requests by body size.', labels: [], buckets: 'body' },
+  byStatus: { name: 'django_http_responses_total_by_status', type: 'counter', help: 'Count of responses by status.', labels: ['status'] },
+  byStatusViewMethod: { name: 'django_http_responses_total_by_status_view_method', type: 'counter', help: 'Count of responses by status, view, method.', labels: ['status', 'view', 'method'] },
+  responseBody: { name: 'django_http_responses_body_total_bytes', type: 'histogram', help: 'Histogram of responses by body size.', labels: [], buckets: 'body' },
+  byCharset: { name: 'django_http_responses_total_by_charset', type: 'counter', help: 'Count of responses by charset.', labels: ['charset'] },
+  streaming: { name: 'django_http_responses_streaming_total', type: 'counter', help: 'Count of streaming responses.', labels: [] },
+  exceptionsByType: { name: 'django_http_exceptions_total_by_type', type: 'counter', help: 'Count of exceptions by object type.', labels: ['type'] },
+  exceptionsByView: { name: 'django_http_exceptions_total_by_view', type: 'counter', help: 'Count of exceptions by view.', labels: ['view'] }
+})
+
+export const DB = spec({
+  newConnections: { name: 'django_db_new_connections_total', type: 'counter', help: 'Counter of created connections by database and by vendor.', labels: ['alias', 'vendor'] },
+  newConnectionErrors: { name: 'django_db_new_connection_errors_total', type: 'counter', help: 'Counter of connection failures by database and by vendor.', labels: ['alias', 'vendor'] },
+  execute: { name: 'django_db_execute_total', type: 'counter', help: 'Counter of executed statements by database and by vendor, including bulk executions.', labels: ['alias', 'vendor'], aliases: ['django_db_query_total'] },
+  executeMany: { name: 'django_db_execute_many_total', type: 'counter', help: 'Counter of executed statements in bulk operations by database and by vendor.', labels: ['alias', 'vendor'] },
+  errors: { name: 'django_db_errors_total', type: 'counter', help: 'Counter of execution errors by database, vendor and exception type.', labels: ['alias', 'vendor', 'type'] },
+  queryDuration: { name: 'django_db_query_duration_seconds', type: 'histogram', help: 'Histogram of query duration by database and vendor.', labels: ['alias', 'vendor'], buckets: 'latency' }
+})
+
+export const MODEL = spec({
+  inserts: { name: 'django_model_inserts_total', type: 'counter', help: 'Number of insert operations by model.', labels: ['model'] },
+  updates: { name: 'django_model_updates_total', type: 'counter', help: 'Number of update operations by model.', labels: ['model'] },
+  deletes: { name: 'django_model_deletes_total', type: 'counter', help: 'Number of delete operations by model.', labels: ['model'] }
+})
+
+export const MIGRATIONS = spec({
+  unapplied: { name: 'django_migrations_unapplied_total', type: 'gauge', help: 'Count of unapplied migrations by database connection', labels: ['connection'], merge: 'max' },
+  applied: { name: 'django_migrations_applied_total', type: 'gauge', help: 'Count of applied migrations by database connection', labels: ['connection'], merge: 'max' }
+})
+
+export const CACHE = spec({
+  get: { name: 'django_cache_get_total', type: 'counter', help: 'Total get requests on cache', labels: ['backend'] },
+  hits: { name: 'django_cache_get_hits_total', type: 'counter', help: 'Total hits on cache', labels: ['backend'], aliases: ['django_cache_hits_total'] },
+  misses: { name: 'django_cache_get_misses_total', type: 'counter', help: 'Total misses on cache', labels: ['backend'], aliases: ['django_cache_misses_total'] },
+  fail: { name: 'django_cache_get_fail_total', type: 'counter', help: 'Total get request failures by cache', labels: ['backend'] }
+})
+
+/** Runtime series are not django-prometheus's; they are not namespaced, like prometheus_client's collectors. */
+export const RUNTIME = spec({
+  cpuSeconds: { name: 'process_cpu_seconds_total', type: 'counter', help: 'Total user and system CPU time spent in seconds.', labels: [] },
+  residentMemory: { name: 'process_resident_memory_bytes', type: 'gauge', help: 'Resident memory size in bytes.', labels: [], merge: 'sum' },
+  virtualMemory: { name: 'process_virtual_memory_bytes', type: 'gauge', help: 'Virtual memory size in bytes.', labels: [], merge: 'sum' },
+  startTime: { name: 'process_start_time_seconds', type: 'gauge', help: 'Start time of the process since unix epoch in seconds.', labels: [], merge: 'min' },
+  openFds: { name: 'process_open_fds', type: 'gauge', help: 'Number of open file descriptors.', labels: [], merge: 'sum' },
+  maxFds: { name: 'process_max_fds', type: 'gauge', help: 'Maximum number of open file descriptors.', labels: [], merge: 'min' },
+  eventLoopDelay: { name: 'nodejs_eventloop_delay_seconds', type: 'gauge', help: 'Event loop delay in seconds, by quantile over the last collection interval.', labels: ['quantile'], merge: 'max' },
+  eventLoopUtilization: { name: 'nodejs_eventloop_utilization_ratio', type: 'gauge', help: 'Share of time the event loop was busy since the previous collection.', labels: [], merge: 'max' },
+  heapUsed: { name: 'nodejs_heap_used_bytes', type: 'gauge', help: 'V8 heap in use, in bytes.', labels: [], merge: 'sum' },
+  heapTotal: { name: 'nodejs_heap_total_bytes', type: 'gauge', help: 'V8 heap allocated, in bytes.', labels: [], merge: 'sum' },
+  heapSpaceUsed: { name: 'nodejs_heap_space_used_bytes', type: 'gauge', help: 'V8 heap space in use, by space, in bytes.', labels: ['space'], merge: 'sum' },
+  externalMemory: { name: 'nodejs_external_memory_bytes', type: 'gauge', help: 'Memory held by C++ objects bound to JavaScript, in bytes.', labels: [], merge: 'sum' },
+  gcDuration: { name: 'nodejs_gc_duration_seconds', type: 'histogram', help: 'Garbage collection pauses by kind, in seconds.', labels: ['kind'] },
+  info: { name: 'nodejs_version_info', type: 'gauge', help: 'Node.js version info.', labels: ['version', 'major', 'minor', 'patch'], merge: 'max' }
+})
+
+/** Exposition order follows django-prometheus's registration order. */
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, CACHE] as const
+
+/** `PROMETHEUS_LATENCY_BUCKETS` default. */
+export const DJANGO_LATENCY_BUCKETS: readonly number[] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75]
+
+/** `PowersOf(2, 30)`: 0 then 2^0 … 2^29; not configurable in django-prometheus either. */
+export const DJANGO_BODY_BUCKETS: readonly number[] = [0, ...Array.from({ length: 30 }, (_, i) => 2 ** i)]
+
+export const STANDARD_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'OPTIONS', 'CONNECT', 'PATCH'] as const
+export const INVALID_METHOD = '<invalid method>'
+export const UNNAMED_VIEW = '<unnamed view>'
+export const SCRAPE_VIEW = 'prometheus-django-metrics'
+export const OVERFLOW_ATTRIBUTE = 'otel_metric_overflow'
+
+/** Exposed sample family name, as Prometheus sees it. */
+export function exposedName (name: string, type: MetricType): string {
+  return type === 'counter' && !name.endsWith('_total') ? `${name}_total` : name
+}

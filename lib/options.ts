@@ -1,0 +1,124 @@
+import { InvalidOptionError } from './errors'
+import { DJANGO_LATENCY_BUCKETS } from './names'
+import type { MetricsAuthOptions, UpstreamMetricsOptions } from './types'
+
+export interface ResolvedOptions {
+  path: string | false
+  namespace: string
+  latencyBuckets: readonly number[]
+  runtimeMetrics: boolean
+  excludePaths: Array<string | RegExp>
+  countScrape: boolean
+  cardinalityLimit: number
+  auth: MetricsAuthOptions | undefined
+  listener: { host: string, port: number } | undefined
+  cluster: { timeoutMs: number } | undefined
+}
+
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster'])
+
+function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (value === null || typeof value !== 'object') return String(value)
+  if (Array.isArray(value)) return `an array of ${value.length}`
+  return 'an object'
+}
+
+function fail (option: string, expected: string, value: unknown): never {
+  throw new InvalidOptionError(option, expected, describe(value))
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function bool (options: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const value = options[name]
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') fail(name, 'must be true or false', value)
+  return value
+}
+
+function port (option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) fail(option, 'must be an integer port from 0 to 65535', value)
+  return value
+}
+
+function auth (value: unknown): MetricsAuthOptions | undefined {
+  if (value === undefined) return undefined
+  if (!isPlainObject(value)) fail('auth', 'must be an object with bearerToken, basic or check', value)
+  const { bearerToken, basic, check } = value
+  for (const key of Object.keys(value)) {
+    if (!['bearerToken', 'basic', 'check'].includes(key)) fail(`auth.${key}`, 'is not an option (allowed: bearerToken, basic, check)', value[key])
+  }
+  if (bearerToken !== undefined && (typeof bearerToken !== 'string' || bearerToken.length === 0)) fail('auth.bearerToken', 'must be a non-empty string', '<redacted>')
+  if (basic !== undefined) {
+    if (!isPlainObject(basic) || typeof basic.username !== 'string' || typeof basic.password !== 'string' || basic.username === '' || basic.username.includes(':')) {
+      fail('auth.basic', 'must be { username, password } with a non-empty username without ":"', '<redacted>')
+    }
+  }
+  if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', check)
+  if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', value)
+  return value as MetricsAuthOptions
+}
+
+export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
+  const options = (input ?? {}) as Record<string, unknown>
+  if (!isPlainObject(options)) fail('options', 'must be an object', options)
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) fail(key, `is not an option (allowed: ${[...KNOWN].join(', ')})`, options[key])
+  }
+
+  const path = options.path ?? '/metrics'
+  if (path !== false && (typeof path !== 'string' || !path.startsWith('/'))) fail('path', 'must be a path starting with "/" or false', path)
+
+  const namespace = options.namespace ?? ''
+  if (typeof namespace !== 'string' || (namespace !== '' && !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(namespace))) {
+    fail('namespace', 'must match [a-zA-Z_][a-zA-Z0-9_]* or be empty', namespace)
+  }
+
+  const latencyBuckets = options.latencyBuckets ?? DJANGO_LATENCY_BUCKETS
+  if (!Array.isArray(latencyBuckets) || latencyBuckets.length === 0 ||
+      !latencyBuckets.every((b, i) => typeof b === 'number' && Number.isFinite(b) && (i === 0 || b > latencyBuckets[i - 1]))) {
+    fail('latencyBuckets', 'must be a non-empty array of finite numbers in increasing order (+Inf is added)', latencyBuckets)
+  }
+
+  const excludePaths = options.excludePaths ?? []
+  if (!Array.isArray(excludePaths) || !excludePaths.every((p) => typeof p === 'string' || p instanceof RegExp)) {
+    fail('excludePaths', 'must be an array of strings and RegExps', excludePaths)
+  }
+
+  const cardinalityLimit = options.cardinalityLimit ?? 2000
+  if (typeof cardinalityLimit !== 'number' || !Number.isInteger(cardinalityLimit) || cardinalityLimit < 2) {
+    fail('cardinalityLimit', 'must be an integer of at least 2', cardinalityLimit)
+  }
+
+  let listener: ResolvedOptions['listener']
+  if (options.listener !== undefined) {
+    const l = options.listener
+    if (!isPlainObject(l)) fail('listener', 'must be { host?, port }', l)
+    if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) fail('listener.host', 'must be a host name or address', l.host)
+    listener = { host: (l.host as string | undefined) ?? '127.0.0.1', port: port('listener.port', l.port) }
+  }
+
+  let cluster: ResolvedOptions['cluster']
+  if (options.cluster === true) cluster = { timeoutMs: 5000 }
+  else if (isPlainObject(options.cluster)) {
+    const timeoutMs = options.cluster.timeoutMs ?? 5000
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) fail('cluster.timeoutMs', 'must be a positive number of milliseconds', timeoutMs)
+    cluster = { timeoutMs }
+  } else if (options.cluster !== undefined && options.cluster !== false) fail('cluster', 'must be true, false or { timeoutMs }', options.cluster)
+
+  return {
+    path,
+    namespace,
+    latencyBuckets,
+    runtimeMetrics: bool(options, 'runtimeMetrics', true),
+    excludePaths,
+    countScrape: bool(options, 'countScrape', true),
+    cardinalityLimit,
+    auth: auth(options.auth),
+    listener,
+    cluster
+  }
+}

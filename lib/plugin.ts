@@ -1,0 +1,100 @@
+import { createServer, type Server } from 'node:http'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { accessCheck } from './access'
+import { ClusterWorker } from './cluster'
+import { AlreadyRegisteredError } from './errors'
+import { CONTENT_TYPE } from './exposition'
+import { Faults } from './faults'
+import { instrumentHttp, kScrapeRoute } from './http'
+import { resolveOptions } from './options'
+import { Telemetry } from './provider'
+import { startRuntimeMetrics } from './runtime'
+import { Store } from './store'
+import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
+
+export const DECORATOR = 'upstreamMetrics'
+
+async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsOptions): Promise<void> {
+  const options = resolveOptions(opts)
+  if (fastify.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
+
+  const store = new Store(options.namespace, options.cardinalityLimit)
+  const faults = new Faults(fastify.log)
+  const telemetry = new Telemetry(store, options.cardinalityLimit)
+  const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
+  instrumentHttp(fastify, store, options, faults)
+
+  const collectLocal = async () => await telemetry.collect()
+  const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)
+  async function metrics (): Promise<string> {
+    const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
+    return telemetry.serialize(scopeMetrics)
+  }
+
+  const checkAccess = accessCheck(options.auth)
+  async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (checkAccess !== undefined && !await checkAccess(request, reply)) return
+    let text: string
+    try {
+      text = await metrics()
+    } catch (err) {
+      request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
+      reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
+      return
+    }
+    reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(text)
+  }
+
+  if (options.path !== false) {
+    fastify.route({ method: 'GET', url: options.path, handler, config: { [kScrapeRoute]: true } as object, logLevel: 'warn' })
+  }
+
+  let listener: Server | undefined
+  if (options.listener !== undefined) {
+    listener = await startListener(fastify, options.listener, metrics, checkAccess !== undefined)
+  }
+
+  const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics }
+  fastify.decorate(DECORATOR, decoration)
+
+  fastify.addHook('onClose', async () => {
+    stopRuntime?.()
+    clusterWorker?.close()
+    if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
+    await telemetry.shutdown()
+  })
+}
+
+/** A bare internal listener for the scrape, kept off the app's port (and its hooks). */
+async function startListener (
+  fastify: FastifyInstance,
+  address: { host: string, port: number },
+  metrics: () => Promise<string>,
+  hasAuth: boolean
+): Promise<Server> {
+  if (hasAuth) fastify.log.warn('upstream-metrics: auth applies to the app route only; the internal listener relies on its bind address')
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end()
+      return
+    }
+    metrics().then(
+      (text) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(text),
+      (err) => {
+        fastify.log.error({ err }, 'upstream-metrics: collecting metrics failed')
+        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('# metrics collection failed\n')
+      }
+    )
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return server
+}
+
+export default fp(upstreamMetrics, { fastify: '5.x', name: 'upstream-metrics' })
