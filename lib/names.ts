@@ -91,8 +91,25 @@ export const RUNTIME = spec({
   info: { name: 'nodejs_version_info', type: 'gauge', help: 'Node.js version info.', labels: ['version', 'major', 'minor', 'patch'], merge: 'max' }
 })
 
+/**
+ * celery-prometheus-exporter 1.1's series (HELP texts as in its source), plus the runtime and
+ * queue-length series of its later releases. Never namespaced: the Celery exporter has no namespace.
+ * Gauges merge with `max` under `cluster`: every process follows the same queues.
+ */
+export const CELERY = spec({
+  tasks: { name: 'celery_tasks', type: 'gauge', help: 'Number of tasks per state', labels: ['state'], merge: 'max' },
+  tasksByName: { name: 'celery_tasks_by_name', type: 'gauge', help: 'Number of tasks per state and name', labels: ['state', 'name'], merge: 'max' },
+  workers: { name: 'celery_workers', type: 'gauge', help: 'Number of alive workers', labels: [], merge: 'max' },
+  latency: { name: 'celery_task_latency', type: 'histogram', help: 'Seconds between a task is received and started.', labels: [] },
+  runtime: { name: 'celery_task_runtime_seconds', type: 'histogram', help: 'Task runtime (seconds)', labels: ['name'], aliases: ['celery_tasks_runtime_seconds'] },
+  queueLength: { name: 'celery_queue_length', type: 'gauge', help: 'Number of tasks in the queue.', labels: ['queue'], merge: 'max' }
+})
+
 /** Exposition order follows django-prometheus's registration order. */
-export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, CACHE] as const
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, CACHE, CELERY] as const
+
+/** prometheus_client's default `Histogram` buckets, which celery-prometheus-exporter 1.1 uses. */
+export const CELERY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 
 /** `PROMETHEUS_LATENCY_BUCKETS` default. */
 export const DJANGO_LATENCY_BUCKETS: readonly number[] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75]

@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+import { createServer } from 'node:http'
+import { parseArgs } from 'node:util'
+import { CONTENT_TYPE } from '../exposition'
+import { Telemetry } from '../provider'
+import { startRuntimeMetrics } from '../runtime'
+import { Store } from '../store'
+import { WorkerCollector, type WorkerLogger } from '../worker/collector'
+import { parseAddr, validateBroker, validatePrefix, validateQueue } from '../worker/options'
+
+const DEFAULT_BROKER = process.env.BROKER_URL ?? 'redis://localhost:6379/0'
+const DEFAULT_ADDR = process.env.DEFAULT_ADDR ?? '0.0.0.0:8888'
+
+const USAGE = `usage: upstream-metrics-worker [--broker URL] [--addr HOST:PORT] [--queue NAME]... [--prefix PREFIX]
+
+Prometheus exporter for BullMQ queues, with celery-prometheus-exporter's metrics.
+
+options:
+  --broker URL         Redis URL of the BullMQ queues. Defaults to ${DEFAULT_BROKER}
+                       (environment BROKER_URL, else redis://localhost:6379/0)
+  --addr HOST:PORT     Address the HTTPD should listen on. Defaults to ${DEFAULT_ADDR}
+                       (environment DEFAULT_ADDR, else 0.0.0.0:8888; port 0 picks a free one)
+  --queue NAME         A queue to follow; repeat for several. Default: every BullMQ queue
+                       found under the prefix, looked up again every --discover-interval
+  --prefix PREFIX      BullMQ key prefix. Defaults to bull
+  --discover-interval SECONDS
+                       How often to look for new queues without --queue. Defaults to 30
+  --verbose            Also log each queue found
+  --version            Print the version
+  -h, --help           Show this help
+`
+
+function line (level: string, msg: string, obj: object): void {
+  const extra = Object.entries(obj).map(([k, v]) => {
+    const value = v instanceof Error ? v.message : typeof v === 'string' ? v : JSON.stringify(v)
+    return ` ${k}=${value}`
+  }).join('')
+  process.stderr.write(`[${new Date().toISOString()}] upstream-metrics-worker:${level}: ${msg.replace(/^upstream-metrics-worker: /, '')}${extra}\n`)
+}
+
+const log: WorkerLogger = {
+  info: (obj, msg) => line('INFO', msg, obj),
+  warn: (obj, msg) => line('WARNING', msg, obj),
+  error: (obj, msg) => line('ERROR', msg, obj)
+}
+
+function fail (message: string): never {
+  process.stderr.write(`upstream-metrics-worker: error: ${message}\n${USAGE}`)
+  process.exit(2)
+}
+
+async function main (): Promise<void> {
+  let args
+  try {
+    args = parseArgs({
+      options: {
+        broker: { type: 'string' },
+        addr: { type: 'string' },
+        queue: { type: 'string', multiple: true },
+        prefix: { type: 'string' },
+        'discover-interval': { type: 'string' },
+        verbose: { type: 'boolean' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' }
+      },
+      strict: true
+    }).values
+  } catch (err) {
+    fail((err as Error).message)
+  }
+  if (args.help === true) {
+    process.stdout.write(USAGE)
+    return
+  }
+  if (args.version === true) {
+    process.stdout.write(`${(require('../../package.json') as { version: string }).version}\n`)
+    return
+  }
+
+  const broker = args.broker ?? DEFAULT_BROKER
+  const problems = [
+    validateBroker(broker),
+    validatePrefix(args.prefix ?? 'bull'),
+    ...(args.queue ?? []).map(validateQueue)
+  ].filter((p): p is string => p !== undefined)
+  const addr = parseAddr(args.addr ?? DEFAULT_ADDR)
+  if (typeof addr === 'string') problems.push(addr)
+  const interval = Number(args['discover-interval'] ?? 30)
+  if (!(interval > 0)) problems.push(`--discover-interval must be a positive number of seconds; got ${args['discover-interval']}`)
+  if (problems.length > 0 || typeof addr === 'string') fail(problems.join('; '))
+
+  const store = new Store('', 2000)
+  const telemetry = new Telemetry(store, 2000)
+  const stopRuntime = startRuntimeMetrics(telemetry.runtimeMeter)
+  const collector = new WorkerCollector(store, {
+    broker,
+    queues: args.queue,
+    prefix: args.prefix ?? 'bull',
+    log,
+    verbose: args.verbose === true,
+    discoverIntervalMs: interval * 1000
+  })
+
+  // As prometheus_client's start_http_server: every GET path serves the metrics.
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end()
+      return
+    }
+    collector.refresh()
+      .then(async () => telemetry.serialize(await telemetry.collect()))
+      .then(
+        (text) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text),
+        (err: Error) => {
+          log.error({ err }, 'collecting metrics failed')
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('# metrics collection failed\n')
+        }
+      )
+  })
+  await new Promise<void>((resolve) => {
+    server.once('error', (err) => fail(`cannot listen on ${args.addr ?? DEFAULT_ADDR}: ${err.message}`))
+    server.listen(addr.port, addr.host, () => resolve())
+  })
+  const bound = server.address()
+  const shown = typeof bound === 'object' && bound !== null ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : String(bound)
+  log.info({}, `Starting HTTPD on ${shown}`)
+  collector.start()
+
+  let stopping = false
+  async function shutdown (signal: string): Promise<void> {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'Shutting down')
+    server.closeAllConnections()
+    await Promise.all([
+      new Promise<void>((resolve) => server.close(() => resolve())),
+      collector.close()
+    ])
+    stopRuntime()
+    await telemetry.shutdown()
+    process.exit(0)
+  }
+  process.on('SIGTERM', () => { shutdown('SIGTERM').catch(() => process.exit(1)) })
+  process.on('SIGINT', () => { shutdown('SIGINT').catch(() => process.exit(1)) })
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`upstream-metrics-worker: ${(err as Error)?.stack ?? String(err)}\n`)
+  process.exit(1)
+})

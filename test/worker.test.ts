@@ -1,0 +1,163 @@
+import t from 'tap'
+import { Queue, Worker, type Job } from 'bullmq'
+import IORedis from 'ioredis'
+import {
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, key, scrape, startExporter, tasks, uniquePrefix, until
+} from './fixtures/worker-harness'
+
+ensureBuilt()
+
+const SECRET = 'patient-4711-never-in-labels'
+
+t.test('the command serves exact celery values for a known mix of BullMQ jobs, and stops cleanly on SIGTERM', async (t) => {
+  const prefix = uniquePrefix('bin')
+  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'mail', '--prefix', prefix])
+  const queue = new Queue('mail', { connection, prefix })
+  const workers: Worker[] = []
+  t.teardown(async () => {
+    await Promise.all(workers.map(async (w) => await w.close(true)))
+    await queue.close()
+    exporter.child.kill('SIGKILL')
+    await dropPrefix(prefix)
+  })
+  await exporter.waitFor('Connected to broker')
+
+  const initial = await scrape(exporter.url)
+  t.same(tasks(initial), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 }, 'every state exposed at 0 from the start')
+  t.equal(initial.get('celery_workers'), 0)
+  t.equal(initial.get(key('celery_queue_length', { queue: 'mail' })), 0)
+  t.equal(initial.get('celery_task_latency_count'), 0)
+
+  // Phase A, no worker: jobs wait, two are scheduled, one of those is removed.
+  for (let i = 0; i < 3; i++) await queue.add('send', { to: SECRET })
+  await queue.add('boom', {})
+  await queue.add('flaky', {}, { attempts: 2, backoff: { type: 'fixed', delay: 600_000 } })
+  await queue.add('quick', {}, { attempts: 2 })
+  await queue.add('later', {}, { delay: 600_000 })
+  const gone = await queue.add('gone', {}, { delay: 600_000 })
+  await gone.remove()
+
+  const a = await until(async () => await scrape(exporter.url), (s) => tasks(s).REVOKED === 1, 'the removed job')
+  t.same(tasks(a), { PENDING: 6, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 1, RETRY: 0 }, 'waiting jobs PENDING, scheduled RECEIVED, removed REVOKED')
+  t.same(byName(a, 'send'), { PENDING: 3, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.same(byName(a, 'gone'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 1, RETRY: 0 })
+  t.equal(a.get(key('celery_queue_length', { queue: 'mail' })), 6)
+  t.equal(a.get('celery_workers'), 0)
+
+  // Phase B: a worker processes them; "flaky" waits ten minutes for its retry, "quick" retries at once.
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const processor = async (job: Job): Promise<string> => {
+    if (job.name === 'boom') throw new Error('boom')
+    if ((job.name === 'flaky' || job.name === 'quick') && job.attemptsMade === 0) throw new Error('first attempt fails')
+    if (job.name === 'slow') await held
+    return 'ok'
+  }
+  workers.push(new Worker('mail', processor, { connection, prefix, name: 'w1' }))
+  const b1 = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 4 && tasks(s).FAILURE === 1 && tasks(s).RETRY === 1, 'phase B')
+  t.same(tasks(b1), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 4, FAILURE: 1, REVOKED: 1, RETRY: 1 })
+  await queue.add('slow', {})
+  const b = await until(async () => await scrape(exporter.url), (s) => tasks(s).STARTED === 1, 'the held job to start')
+  t.same(tasks(b), { PENDING: 0, RECEIVED: 1, STARTED: 1, SUCCESS: 4, FAILURE: 1, REVOKED: 1, RETRY: 1 })
+  t.same(byName(b, 'send'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 3, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.same(byName(b, 'boom'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 1, REVOKED: 0, RETRY: 0 })
+  t.same(byName(b, 'flaky'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 1 })
+  t.same(byName(b, 'quick'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 1, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.same(byName(b, 'later'), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.same(byName(b, 'slow'), { PENDING: 0, RECEIVED: 0, STARTED: 1, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.equal(b.get('celery_workers'), 1, 'the running worker is counted')
+  t.equal(b.get(key('celery_queue_length', { queue: 'mail' })), 0)
+  // First starts only, as the Celery exporter: send ×3, boom, flaky, quick, slow; not quick's second attempt.
+  t.equal(b.get('celery_task_latency_count'), 7)
+  t.equal(b.get(key('celery_task_latency_bucket', { le: '+Inf' })), 7)
+  t.ok(b.get('celery_task_latency_sum')! > 0)
+  t.equal(b.get(key('celery_task_runtime_seconds_count', { name: 'send' })), 3)
+  t.equal(b.get(key('celery_task_runtime_seconds_count', { name: 'quick' })), 1)
+  t.equal(b.get(key('celery_tasks_runtime_seconds_count', { name: 'send' })), 3, 'the later exporters\' name carries the same series')
+  t.notOk(b.has(key('celery_task_runtime_seconds_count', { name: 'boom' })), 'runtime is of succeeded tasks, as Celery\'s')
+
+  // Phase C: the worker goes away, jobs wait, a new worker takes them.
+  release()
+  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 5, 'the held job to finish')
+  await workers.shift()!.close()
+  const c1 = await until(async () => await scrape(exporter.url), (s) => s.get('celery_workers') === 0, 'the worker to leave')
+  t.equal(c1.get('celery_workers'), 0, 'a closed worker is no longer counted')
+  await queue.add('send', {})
+  await queue.add('send', {})
+  const c2 = await until(async () => await scrape(exporter.url), (s) => tasks(s).PENDING === 2, 'jobs to wait')
+  t.equal(c2.get(key('celery_queue_length', { queue: 'mail' })), 2)
+  t.equal(c2.get('celery_workers'), 0)
+  workers.push(new Worker('mail', processor, { connection, prefix }))
+  const c = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 7, 'the new worker to process them')
+  t.same(tasks(c), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 7, FAILURE: 1, REVOKED: 1, RETRY: 1 })
+  t.equal(c.get('celery_workers'), 1, 'an unnamed worker is counted too')
+  t.equal(c.get(key('celery_queue_length', { queue: 'mail' })), 0)
+  t.equal(c.get('celery_task_latency_count'), 9)
+  t.equal(c.get(key('celery_task_runtime_seconds_count', { name: 'send' })), 5)
+  t.equal(c.get(key('celery_task_runtime_seconds_count', { name: 'slow' })), 1)
+
+  const text = await (await fetch(exporter.url)).text()
+  t.notMatch(text, SECRET, 'job data never reaches the exposition')
+  t.match(text, '# HELP celery_tasks Number of tasks per state\n# TYPE celery_tasks gauge\n')
+  t.match(text, '# HELP celery_task_latency Seconds between a task is received and started.\n# TYPE celery_task_latency histogram\n')
+  t.match(text, 'celery_task_latency_bucket{le="0.005"}')
+  t.match(text, 'celery_task_latency_bucket{le="10.0"}')
+  t.match(text, /^process_cpu_seconds_total /m, 'process metrics, as prometheus_client\'s default registry')
+
+  exporter.child.kill('SIGTERM')
+  const exit = await exporter.exit
+  t.same(exit, { code: 0, signal: null }, 'SIGTERM exits with status 0')
+  t.match(exporter.stderr(), 'Shutting down')
+  t.notMatch(exporter.stderr(), /Error|at .*\.js:\d+/, 'no stack trace on a normal shutdown')
+})
+
+t.test('without --queue, every queue under the prefix is found, including ones created later', async (t) => {
+  const prefix = uniquePrefix('disc')
+  const before = new Queue('alpha', { connection, prefix })
+  await before.add('x', {})
+  const exporter = await startExporter(['--broker', REDIS_URL, '--prefix', prefix, '--discover-interval', '0.2'])
+  const after = new Queue('beta', { connection, prefix })
+  t.teardown(async () => {
+    await before.close()
+    await after.close()
+    exporter.child.kill('SIGKILL')
+    await dropPrefix(prefix)
+  })
+  await exporter.waitFor('Connected to broker')
+  await after.add('y', {})
+  await after.add('y', {})
+  const s = await until(async () => await scrape(exporter.url), (s) => s.get(key('celery_queue_length', { queue: 'beta' })) === 2, 'the new queue')
+  t.equal(s.get(key('celery_queue_length', { queue: 'alpha' })), 1)
+  t.equal(s.get(key('celery_queue_length', { queue: 'beta' })), 2)
+  await until(async () => await scrape(exporter.url), (s) => tasks(s).PENDING === 3, 'waiting jobs of both queues')
+})
+
+t.test('killed connections are reopened and later events still counted exactly once', async (t) => {
+  const prefix = uniquePrefix('kill')
+  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'q', '--prefix', prefix])
+  const queue = new Queue('q', { connection, prefix })
+  const worker = new Worker('q', async () => 'ok', { connection, prefix })
+  const admin = new IORedis(REDIS_URL)
+  t.teardown(async () => {
+    await worker.close(true)
+    await queue.close()
+    admin.disconnect()
+    exporter.child.kill('SIGKILL')
+    await dropPrefix(prefix)
+  })
+  await exporter.waitFor('Connected to broker')
+  await queue.add('a', {})
+  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+
+  const mine = (await admin.client('LIST') as string).split('\n').filter((l) => l.includes(` name=upstream-metrics-worker:${prefix} `))
+  t.equal(mine.length, 2, 'the exporter holds two named connections')
+  for (const line of mine) await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!)
+  // Jobs finish while the exporter is reconnecting: it resumes from its stream position.
+  for (let i = 0; i < 3; i++) await queue.add('a', {})
+  const s = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS >= 4, 'events after the kill')
+  await exporter.waitFor('Connected to broker', 2)
+  const after = await scrape(exporter.url)
+  t.equal(tasks(after).SUCCESS, 4, 'each job counted once')
+  t.equal(s.get(key('celery_task_runtime_seconds_count', { name: 'a' })), 4)
+  t.equal(after.get('celery_workers'), 1)
+})
