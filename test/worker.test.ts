@@ -1,8 +1,10 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import t from 'tap'
 import { Queue, Worker, type Job } from 'bullmq'
 import IORedis from 'ioredis'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, key, scrape, startExporter, tasks, uniquePrefix, until
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, scrape, startExporter, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
@@ -160,4 +162,55 @@ t.test('killed connections are reopened and later events still counted exactly o
   t.equal(tasks(after).SUCCESS, 4, 'each job counted once')
   t.equal(s.get(key('celery_task_runtime_seconds_count', { name: 'a' })), 4)
   t.equal(after.get('celery_workers'), 1)
+})
+
+t.test('a Redis restart (a private redis-server, emptied): the exporter keeps serving, then follows the new stream', async (t) => {
+  const port = await freePort()
+  const broker = `redis://127.0.0.1:${port}/0`
+  const startRedis = async (): Promise<ChildProcess> => {
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    await until(async () => {
+      const probe = new IORedis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      probe.on('error', () => {})
+      try {
+        await probe.connect()
+        return await probe.ping()
+      } finally {
+        probe.disconnect()
+      }
+    }, (pong) => pong === 'PONG', 'redis-server to answer')
+    return server
+  }
+  let redis = await startRedis()
+  const prefix = uniquePrefix('restart')
+  const privateConnection = { host: '127.0.0.1', port }
+  const exporter = await startExporter(['--broker', broker, '--queue', 'r', '--prefix', prefix])
+  const queue = new Queue('r', { connection: privateConnection, prefix })
+  const worker = new Worker('r', async () => 'ok', { connection: privateConnection, prefix })
+  queue.on('error', () => {})
+  worker.on('error', () => {})
+  t.teardown(async () => {
+    await worker.close(true)
+    await queue.close()
+    exporter.child.kill('SIGKILL')
+    redis.kill('SIGKILL')
+  })
+  await exporter.waitFor('Connected to broker')
+  await queue.add('a', {})
+  await queue.add('a', {})
+  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 2, 'jobs before the restart')
+
+  redis.kill('SIGTERM')
+  await once(redis, 'exit')
+  const during = await scrape(exporter.url)
+  t.equal(tasks(during).SUCCESS, 2, 'still serving the values while Redis is down')
+  t.equal(during.get('celery_workers'), 1, 'the last reading is kept while Redis is unreachable')
+
+  redis = await startRedis()
+  await exporter.waitFor('Connected to broker', 2)
+  t.match(exporter.stderr(), 'the event stream was recreated')
+  for (let i = 0; i < 3; i++) await queue.add('a', {})
+  const after = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS >= 5, 'jobs after the restart')
+  t.equal(tasks(after).SUCCESS, 5, 'jobs after the restart counted, none twice')
+  t.equal(after.get(key('celery_task_runtime_seconds_count', { name: 'a' })), 5)
 })
