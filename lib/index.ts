@@ -1,7 +1,7 @@
 import type { RouteMetricsConfig, UpstreamMetrics } from './types'
 import plugin from './plugin'
 
-export type { MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions } from './types'
+export type { MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, WorkerMetricsOptions } from './types'
 export { setupClusterPrimary } from './cluster'
 export { CONTENT_TYPE } from './exposition'
 export { DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS } from './names'

@@ -1,6 +1,7 @@
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import type { MetricsAuthOptions, UpstreamMetricsOptions } from './types'
+import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
 export interface ResolvedOptions {
   path: string | false
@@ -13,9 +14,10 @@ export interface ResolvedOptions {
   auth: MetricsAuthOptions | undefined
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
+  worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'worker'])
 
 function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
@@ -60,6 +62,25 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
   if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', check)
   if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', value)
   return value as MetricsAuthOptions
+}
+
+function worker (value: unknown): ResolvedOptions['worker'] {
+  if (value === undefined || value === false) return undefined
+  if (value !== true && !isPlainObject(value)) fail('worker', 'must be true, false or { broker?, queues?, prefix? }', value)
+  const w = value === true ? {} : value
+  for (const key of Object.keys(w)) {
+    if (!['broker', 'queues', 'prefix'].includes(key)) fail(`worker.${key}`, 'is not an option (allowed: broker, queues, prefix)', w[key])
+  }
+  const broker = w.broker ?? process.env.BROKER_URL ?? 'redis://localhost:6379/0'
+  const brokerProblem = validateBroker(broker)
+  if (brokerProblem !== undefined) fail('worker.broker', `must be a redis:// or rediss:// URL (${brokerProblem})`, '<redacted>')
+  const queues = w.queues
+  if (queues !== undefined && (!Array.isArray(queues) || queues.length === 0 || queues.some((q) => validateQueue(q) !== undefined))) {
+    fail('worker.queues', 'must be a non-empty array of BullMQ queue names (no ":"), or unset to follow every queue', queues)
+  }
+  const prefix = w.prefix ?? 'bull'
+  if (validatePrefix(prefix) !== undefined) fail('worker.prefix', 'must be a non-empty string', prefix)
+  return { broker: broker as string, queues: queues as string[] | undefined, prefix: prefix as string }
 }
 
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
@@ -119,6 +140,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     cardinalityLimit,
     auth: auth(options.auth),
     listener,
-    cluster
+    cluster,
+    worker: worker(options.worker)
   }
 }

@@ -12,6 +12,7 @@ import { Telemetry } from './provider'
 import { startRuntimeMetrics } from './runtime'
 import { Store } from './store'
 import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
+import { WorkerCollector } from './worker/collector'
 
 export const DECORATOR = 'upstreamMetrics'
 
@@ -24,8 +25,14 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const telemetry = new Telemetry(store, options.cardinalityLimit)
   const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
   instrumentHttp(fastify, store, options, faults)
+  const worker = options.worker === undefined
+    ? undefined
+    : new WorkerCollector(store, { ...options.worker, log: fastify.log, cardinalityLimit: options.cardinalityLimit })
 
-  const collectLocal = async () => await telemetry.collect()
+  const collectLocal = async () => {
+    await worker?.refresh()
+    return await telemetry.collect()
+  }
   const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)
   async function metrics (): Promise<string> {
     const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
@@ -55,12 +62,15 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     listener = await startListener(fastify, options.listener, metrics, checkAccess !== undefined)
   }
 
+  // Started once nothing else can fail, so a failed registration leaves no connection behind.
+  worker?.start()
   const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics }
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {
     stopRuntime?.()
     clusterWorker?.close()
+    await worker?.close()
     if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
     await telemetry.shutdown()
   })

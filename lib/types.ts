@@ -60,6 +60,32 @@ export interface UpstreamMetricsOptions {
    * @default false
    */
   cluster?: boolean | { timeoutMs?: number }
+  /**
+   * Follow BullMQ queues in this process and add celery-prometheus-exporter's `celery_*`
+   * series to the scrape, as the `upstream-metrics-worker` command does (no second process).
+   * `true` takes every default. Celery series are never namespaced.
+   * @default undefined
+   */
+  worker?: boolean | WorkerMetricsOptions
+}
+
+/** The `worker` option: which BullMQ queues to follow. */
+export interface WorkerMetricsOptions {
+  /**
+   * Redis URL of the queues, as the command's `--broker`.
+   * @default process.env.BROKER_URL ?? 'redis://localhost:6379/0'
+   */
+  broker?: string
+  /**
+   * Queue names to follow. Unset: every queue found under `prefix`, looked up again every 30 s.
+   * @default undefined
+   */
+  queues?: string[]
+  /**
+   * BullMQ key prefix (BullMQ's `prefix` option).
+   * @default 'bull'
+   */
+  prefix?: string
 }
 
 export interface MetricsAuthOptions {
