@@ -3,13 +3,32 @@ import { once } from 'node:events'
 import t from 'tap'
 import { Queue, Worker, type Job } from 'bullmq'
 import IORedis from 'ioredis'
+import { Store } from '../lib/store'
+import { Telemetry } from '../lib/provider'
+import { WorkerCollector } from '../lib/worker/collector'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, scrape, startExporter, tasks, uniquePrefix, until
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
 
 const SECRET = 'patient-4711-never-in-labels'
+
+/** A private, empty redis-server, for what the shared one must not suffer (restarts, pauses). */
+async function startRedis (port: number): Promise<ChildProcess> {
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  await until(async () => {
+    const probe = new IORedis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    probe.on('error', () => {})
+    try {
+      await probe.connect()
+      return await probe.ping()
+    } finally {
+      probe.disconnect()
+    }
+  }, (pong) => pong === 'PONG', 'redis-server to answer')
+  return server
+}
 
 t.test('the command serves exact celery values for a known mix of BullMQ jobs, and stops cleanly on SIGTERM', async (t) => {
   const prefix = uniquePrefix('bin')
@@ -167,21 +186,7 @@ t.test('killed connections are reopened and later events still counted exactly o
 t.test('a Redis restart (a private redis-server, emptied): the exporter keeps serving, then follows the new stream', async (t) => {
   const port = await freePort()
   const broker = `redis://127.0.0.1:${port}/0`
-  const startRedis = async (): Promise<ChildProcess> => {
-    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-    await until(async () => {
-      const probe = new IORedis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-      probe.on('error', () => {})
-      try {
-        await probe.connect()
-        return await probe.ping()
-      } finally {
-        probe.disconnect()
-      }
-    }, (pong) => pong === 'PONG', 'redis-server to answer')
-    return server
-  }
-  let redis = await startRedis()
+  let redis = await startRedis(port)
   const prefix = uniquePrefix('restart')
   const privateConnection = { host: '127.0.0.1', port }
   const exporter = await startExporter(['--broker', broker, '--queue', 'r', '--prefix', prefix])
@@ -206,11 +211,48 @@ t.test('a Redis restart (a private redis-server, emptied): the exporter keeps se
   t.equal(tasks(during).SUCCESS, 2, 'still serving the values while Redis is down')
   t.equal(during.get('celery_workers'), 1, 'the last reading is kept while Redis is unreachable')
 
-  redis = await startRedis()
+  redis = await startRedis(port)
   await exporter.waitFor('Connected to broker', 2)
   t.match(exporter.stderr(), 'the event stream was recreated')
   for (let i = 0; i < 3; i++) await queue.add('a', {})
   const after = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS >= 5, 'jobs after the restart')
   t.equal(tasks(after).SUCCESS, 5, 'jobs after the restart counted, none twice')
   t.equal(after.get(key('celery_task_runtime_seconds_count', { name: 'a' })), 5)
+})
+
+t.test('a blocking read left unanswered (CLIENT PAUSE on a private redis-server) is abandoned and events are still counted', async (t) => {
+  const port = await freePort()
+  const redis = await startRedis(port)
+  const prefix = uniquePrefix('pause')
+  const logs: string[] = []
+  const log = { info: (_: object, msg: string) => logs.push(msg), warn: (_: object, msg: string) => logs.push(msg), error: (_: object, msg: string) => logs.push(msg) }
+  const store = new Store('', 100)
+  const telemetry = new Telemetry(store, 100)
+  const collector = new WorkerCollector(store, { broker: `redis://127.0.0.1:${port}/0`, queues: ['p'], prefix, log, blockMs: 300 })
+  const privateConnection = { host: '127.0.0.1', port }
+  const queue = new Queue('p', { connection: privateConnection, prefix })
+  const admin = new IORedis(port, '127.0.0.1')
+  const worker = new Worker('p', async () => 'ok', { connection: privateConnection, prefix, autorun: false })
+  t.teardown(async () => {
+    await worker.close(true)
+    await queue.close()
+    await collector.close()
+    await telemetry.shutdown()
+    admin.disconnect()
+    redis.kill('SIGKILL')
+  })
+  const metrics = async (): Promise<Map<string, number>> => {
+    await collector.refresh()
+    return parse(telemetry.serialize(await telemetry.collect()))
+  }
+  collector.start()
+  await until(async () => logs, (l) => l.some((m) => m.includes('Connected to broker')), 'the collector to connect')
+  // Reads issued during the pause get no answer for longer than their BLOCK time.
+  await admin.client('PAUSE', '3500', 'ALL')
+  await until(async () => logs, (l) => l.some((m) => m.includes('a blocking read went unanswered')), 'the watchdog')
+  worker.run().catch(() => {})
+  for (let i = 0; i < 3; i++) await queue.add('a', {})
+  const s = await until(metrics, (s) => tasks(s).SUCCESS === 3, 'events after the pause')
+  t.equal(tasks(s).SUCCESS, 3, 'the loop recovered with a new connection')
+  t.equal(s.get('celery_workers'), 1)
 })

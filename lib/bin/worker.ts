@@ -31,7 +31,7 @@ options:
 `
 
 function line (level: string, msg: string, obj: object): void {
-  const extra = Object.entries(obj).map(([k, v]) => {
+  const extra = Object.entries(obj).filter(([, v]) => v !== undefined).map(([k, v]) => {
     const value = v instanceof Error ? v.message : typeof v === 'string' ? v : JSON.stringify(v)
     return ` ${k}=${value}`
   }).join('')

@@ -113,6 +113,7 @@ export class WorkerCollector {
   private loop: Promise<void> | undefined
   private refreshing: Promise<void> | undefined
   private wake: (() => void) | undefined
+  private blockingReadyAt = 0
   private readonly lastLogged = new Map<string, number>()
 
   constructor (store: Store, private readonly options: WorkerCollectorOptions) {
@@ -142,6 +143,7 @@ export class WorkerCollector {
     this.command = new IORedis(options.broker, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
     // The blocking reader waits through outages; ioredis re-sends its pending XREAD on reconnect.
     this.blocking = new IORedis(options.broker, { ...common, maxRetriesPerRequest: null })
+    this.blocking.on('ready', () => { this.blockingReadyAt = Date.now() })
     for (const client of [this.command, this.blocking]) {
       client.on('error', (err: Error) => this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying'))
       client.on('close', () => { if (this.initialized && this.running) this.suspect = true })
@@ -407,21 +409,53 @@ export class WorkerCollector {
   }
 
   private async readEvents (): Promise<void> {
+    if (this.blocking.status === 'end') {
+      this.blocking.connect().catch(() => {})
+    }
     const queues = [...this.queues.values()]
     if (queues.length === 0) {
       await this.sleep(Math.min(this.blockMs, this.discoverIntervalMs))
       return
     }
-    const reply = await this.blocking.call(
+    const read = this.blocking.call(
       'XREAD', 'COUNT', '1000', 'BLOCK', String(this.blockMs), 'STREAMS',
       ...queues.map((q) => q.eventsKey), ...queues.map((q) => q.lastId)
-    ) as Array<[string, Array<[string, string[]]>]> | null
+    ) as Promise<Array<[string, Array<[string, string[]]>]> | null>
+    read.catch(() => {})
+    const reply = await this.watch(read)
     // After a reconnect the state is checked before anything read is applied.
     if (reply === null || this.suspect || !this.running) return
     const byKey = new Map(queues.map((q) => [q.eventsKey, q]))
     for (const [key, entries] of reply) {
       const q = byKey.get(key)
       if (q !== undefined) await this.apply(q, entries)
+    }
+  }
+
+  /**
+   * ioredis re-sends a blocking read interrupted by a reconnect; BullMQ found such a read can
+   * stay unanswered for good (its issue #4479). Past its BLOCK time on a connection that has been
+   * up all along, the connection is reset, which fails the read and lets the loop issue a new one.
+   */
+  private async watch<T> (read: Promise<T>): Promise<T | null> {
+    const margin = 2000
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.blockMs + margin) })
+      try {
+        const result = await Promise.race([read, late])
+        if (result !== 'late') return result
+      } finally {
+        clearTimeout(timer)
+      }
+      if (!this.running) return null
+      if (this.blocking.status === 'ready' && Date.now() - this.blockingReadyAt > this.blockMs + margin) {
+        this.logOnce('stuck', 'warn', undefined, 'upstream-metrics-worker: a blocking read went unanswered; reconnecting')
+        // A plain disconnect fails the pending read (a reconnecting one would re-send it again);
+        // the loop connects it again once it has ended.
+        this.blocking.disconnect()
+        return null
+      }
     }
   }
 
