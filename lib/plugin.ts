@@ -55,7 +55,13 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     listener = await startListener(fastify, options.listener, metrics, checkAccess !== undefined)
   }
 
-  const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics }
+  const address = listener?.address()
+  const decoration: UpstreamMetrics = {
+    meter: telemetry.meter,
+    handler,
+    metrics,
+    listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined
+  }
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {

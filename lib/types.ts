@@ -87,4 +87,6 @@ export interface UpstreamMetrics {
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   /** The current exposition text. */
   metrics(): Promise<string>
+  /** Where the internal listener (option `listener`) is bound, once registered. */
+  readonly listenerAddress: { host: string, port: number } | undefined
 }
