@@ -71,6 +71,17 @@ t.test('a separate internal listener serves the metrics off the app port', async
   t.equal((await get(`http://127.0.0.1:${port}/other`)).status, 404)
 })
 
+t.test('the internal listener enforces bearer / basic credentials too', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false, path: false, listener: { port: 0 }, auth: { bearerToken: 'tok' } })
+  t.teardown(() => app.close())
+  const url = `http://127.0.0.1:${app.upstreamMetrics.listenerAddress!.port}/metrics`
+  const refused = await get(url)
+  t.equal(refused.status, 401)
+  t.match(refused.headers['www-authenticate'], /Bearer/)
+  t.equal((await get(url, { authorization: 'Bearer tok' })).status, 200)
+})
+
 t.test('exclusions: route config, paths and patterns, the scrape itself', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false, excludePaths: ['/healthz', /^\/ready/], countScrape: false })

@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { metrics } from '@opentelemetry/api'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
@@ -212,6 +215,21 @@ t.test('business metrics through the exposed meter appear on the same /metrics',
   t.equal(m.type.get('upstream_drift_detections_total'), 'counter')
   t.equal(m.samples.get(key('upstream_alert_delivery_seconds_bucket', { le: '5.0' })), 1)
   t.equal(m.samples.get(key('upstream_alert_delivery_seconds_count')), 1)
+})
+
+t.test('the global OpenTelemetry meter provider is left alone', async (t) => {
+  const before = metrics.getMeterProvider()
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  t.teardown(() => app.close())
+  t.equal(metrics.getMeterProvider(), before)
+  metrics.getMeter('global-app').createCounter('global_only_counter').add(1)
+  t.notMatch((await app.inject('/metrics')).body, /global_only_counter/)
+})
+
+t.test('one copy of @opentelemetry/sdk-metrics in the tree (the exporter pins it)', async (t) => {
+  const found = execFileSync('find', [join(__dirname, '..', 'node_modules'), '-path', '*/@opentelemetry/sdk-metrics/package.json'], { encoding: 'utf8' }).trim().split('\n')
+  t.equal(found.length, 1, found.join(', '))
 })
 
 t.test('runtime metrics: on by default, can be switched off', async (t) => {
