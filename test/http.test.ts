@@ -5,7 +5,9 @@ import { metrics } from '@opentelemetry/api'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
+import { request } from 'node:http'
 import { key, parse, series, type Exposition } from './helpers/metrics'
+import { get } from './helpers/net'
 
 class PaymentDeclined extends Error {}
 
@@ -271,4 +273,29 @@ t.test('routes in encapsulated plugins with prefixes are labelled with their ful
   await app.inject('/v1/claims/77')
   const m = await scrape(app)
   t.equal(m.samples.get(key('django_http_requests_total_by_view_transport_method_total', { view: '/v1/claims/:claimId', transport: 'http', method: 'GET' })), 1)
+})
+
+t.test('through a real listening server: exact values, streamed and HEAD responses included', async (t) => {
+  const app = demoApp()
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const statuses = []
+  for (const path of ['/patients/7', '/stream', '/boom', '/nope', '/empty']) statuses.push((await get(`${base}${path}`)).status)
+  t.same(statuses, [200, 200, 500, 404, 204])
+  const head = await new Promise<number>((resolve, reject) => {
+    const req = request(`${base}/patients/7`, { method: 'HEAD', agent: false }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) })
+    req.on('error', reject)
+    req.end()
+  })
+  t.equal(head, 200)
+  const m = parse((await get(`${base}/metrics`)).body)
+  t.equal(m.samples.get(key('django_http_requests_before_middlewares_total')), 7)
+  t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 6)
+  t.equal(m.samples.get(key('django_http_responses_streaming_total')), 1)
+  t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '200', view: '/patients/:id', method: 'HEAD' })), 1)
+  t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '404', view: '<unnamed view>', method: 'GET' })), 1)
+  t.equal(m.samples.get(key('django_http_exceptions_total_by_view_total', { view: '/boom' })), 1)
+  t.equal(m.samples.get(key('django_http_requests_latency_seconds_by_view_method_count', { view: '/boom', method: 'GET' })), 2)
+  t.equal(m.samples.get(key('django_http_responses_body_total_bytes_count')), 5, 'every response but the stream')
 })
