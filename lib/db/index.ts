@@ -1,0 +1,134 @@
+import type { MeterProvider } from '@opentelemetry/api'
+import type { FastifyBaseLogger } from 'fastify'
+import { DB, MODEL } from '../names'
+import { acquirePatch } from '../patch'
+import type { Faults } from '../faults'
+import type { ResolvedOptions } from '../options'
+import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
+import type { DbConnectionInfo } from '../types'
+import { modelLabel } from './sql'
+import { PG_PATCH, PgHub, type ConnectionInfo, type DbSink, type FinishedQuery } from './pg'
+
+export const VENDOR = 'postgresql'
+
+interface AliasCells {
+  readonly execute: Cell
+  readonly duration: HistogramCell
+  readonly newConnections: Cell
+  readonly newConnectionErrors: Cell
+  readonly errors: Map<string, Cell>
+}
+
+/**
+ * Wires this Fastify instance to the shared pg instrumentation: a sink that turns
+ * finished queries and connections into django_db_* / django_model_* cells of this
+ * instance's store. Returns the cleanup, run on close: the sink is removed at once
+ * and the patches go when no instance (nor the preload) holds them any more.
+ */
+export function instrumentDb (
+  store: Store,
+  options: ResolvedOptions,
+  faults: Faults,
+  log: FastifyBaseLogger,
+  meterProvider: MeterProvider
+): () => void {
+  const db = options.db
+  const execute = store.counter(DB.execute)
+  store.counter(DB.executeMany) // registered as in django-prometheus; pg has no executemany()
+  const errors = store.counter(DB.errors)
+  const duration = store.histogram(DB.queryDuration, options.latencyBuckets)
+  const newConnections = store.counter(DB.newConnections)
+  const newConnectionErrors = store.counter(DB.newConnectionErrors)
+  const models: Record<'INSERT' | 'UPDATE' | 'DELETE', Family> = {
+    INSERT: store.counter(MODEL.inserts),
+    UPDATE: store.counter(MODEL.updates),
+    DELETE: store.counter(MODEL.deletes)
+  }
+  const bounds = options.latencyBuckets
+  const publicSchema = db.defaultSchema === 'public'
+
+  if (!db.enabled) return () => {}
+
+  function cellsFor (alias: string): AliasCells {
+    return {
+      execute: execute.cell(alias, VENDOR),
+      duration: duration.cell(alias, VENDOR) as HistogramCell,
+      newConnections: newConnections.cell(alias, VENDOR),
+      newConnectionErrors: newConnectionErrors.cell(alias, VENDOR),
+      errors: new Map()
+    }
+  }
+
+  // Series appear on first use, as prometheus_client creates a child on its first update.
+  let fixed: AliasCells | undefined
+  const byConnection = new Map<string, AliasCells>()
+  const aliasOption = db.alias
+  function cells (connection: ConnectionInfo | undefined): AliasCells {
+    if (typeof aliasOption === 'string') {
+      fixed ??= cellsFor(aliasOption)
+      return fixed
+    }
+    const c: DbConnectionInfo = connection ?? {}
+    const key = `${c.host ?? ''}\u0000${c.port ?? ''}\u0000${c.database ?? ''}\u0000${c.user ?? ''}`
+    let found = byConnection.get(key)
+    if (found === undefined) {
+      let alias = 'default'
+      try {
+        const chosen = aliasOption({ database: c.database, host: c.host, port: c.port, user: c.user })
+        if (typeof chosen === 'string' && chosen !== '') alias = chosen
+      } catch (err) {
+        faults.report(err)
+      }
+      found = cellsFor(alias)
+      if (byConnection.size < 1000) byConnection.set(key, found)
+    }
+    return found
+  }
+
+  const sink: DbSink = {
+    query (q: FinishedQuery) {
+      try {
+        const c = cells(q.connection)
+        c.execute.value += q.statements
+        observe(c.duration, bounds, q.seconds)
+        if (q.error !== undefined) {
+          let e = c.errors.get(q.error)
+          if (e === undefined) {
+            e = errors.cell(c.execute.attributes.alias as string, VENDOR, q.error)
+            c.errors.set(q.error, e)
+          }
+          e.value++
+        }
+        if (q.changes !== undefined) {
+          for (const change of q.changes) {
+            if (change.rows > 0) {
+              const model = publicSchema ? change.statement.table : modelLabel(change.statement, db.defaultSchema)
+              models[change.statement.op].cell(model).value += change.rows
+            }
+          }
+        }
+      } catch (err) {
+        faults.report(err)
+      }
+    },
+    connect (connection, ok) {
+      try {
+        const c = cells(connection)
+        if (ok) c.newConnections.value++
+        else c.newConnectionErrors.value++
+      } catch (err) {
+        faults.report(err)
+      }
+    }
+  }
+
+  const lease = acquirePatch(PG_PATCH, log)
+  const hub = PgHub.of(lease.instrumentation)
+  hub.add(sink)
+  if (db.semconvMetrics) hub.meters.add(meterProvider)
+  return () => {
+    hub.remove(sink)
+    if (db.semconvMetrics) hub.meters.remove(meterProvider)
+    lease.release()
+  }
+}

@@ -1,0 +1,299 @@
+import {
+  INVALID_SPAN_CONTEXT, SpanStatusCode, createNoopMeter,
+  type Attributes, type Context, type Exception, type Histogram, type Meter, type MeterProvider, type MetricOptions,
+  type Span, type SpanAttributes, type SpanAttributeValue, type SpanContext, type SpanOptions, type SpanStatus,
+  type Tracer, type TracerProvider, type UpDownCounter
+} from '@opentelemetry/api'
+import { isWrapped } from '@opentelemetry/instrumentation'
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
+import type { PatchSpec } from '../patch'
+import { djangoErrorType, type DjangoDbError } from './errors'
+import { StatementCache, type ModelStatement } from './sql'
+
+/**
+ * The stock `@opentelemetry/instrumentation-pg` does the patching; this file gives it a
+ * tracer of our own whose spans are plain records of one query or one connection
+ * (text, connection, result, SQLSTATE, start time). When a span ends, the hub hands it
+ * to every registered plugin instance (a sink), which bumps its store cells. No span is
+ * exported, the global tracer and context are untouched, and an app's own tracing keeps
+ * working beside it.
+ */
+
+export interface ConnectionInfo {
+  database?: string
+  host?: string
+  port?: number
+  user?: string
+}
+
+export interface ModelChange {
+  readonly statement: ModelStatement
+  readonly rows: number
+}
+
+export interface DbSink {
+  query: (q: FinishedQuery) => void
+  connect: (connection: ConnectionInfo | undefined, ok: boolean) => void
+}
+
+export interface FinishedQuery {
+  readonly connection: ConnectionInfo | undefined
+  readonly seconds: number
+  /** Statements the call executed (a multi-statement text returns one result per statement). */
+  readonly statements: number
+  readonly error: DjangoDbError | undefined
+  readonly changes: readonly ModelChange[] | undefined
+}
+
+const CODE = /\(code: ([0-9A-Z]{5})\)/
+const OPS = new Set(['INSERT', 'UPDATE', 'DELETE'])
+
+abstract class RecordSpan implements Span {
+  failed = false
+  code: string | undefined
+  message: string | undefined
+  connection: ConnectionInfo | undefined
+  readonly start = performance.now()
+
+  constructor (protected readonly hub: PgHub) {}
+
+  spanContext (): SpanContext { return INVALID_SPAN_CONTEXT }
+  setAttribute (_key: string, _value: SpanAttributeValue): this { return this }
+  setAttributes (_attributes: SpanAttributes): this { return this }
+  addEvent (): this { return this }
+  addLink (): this { return this }
+  addLinks (): this { return this }
+  updateName (): this { return this }
+  isRecording (): boolean { return false }
+
+  setStatus (status: SpanStatus): this {
+    if (status.code === SpanStatusCode.ERROR) {
+      this.failed = true
+      this.message = status.message
+    }
+    return this
+  }
+
+  recordException (exception: Exception): void {
+    this.failed = true
+    // The instrumentation passes a sanitised "… (code: 23505)" string, SQLSTATE included.
+    if (typeof exception === 'string') this.code = CODE.exec(exception)?.[1]
+    else if (typeof exception === 'object' && exception !== null && typeof (exception as { code?: unknown }).code === 'string') this.code = (exception as { code: string }).code
+  }
+
+  abstract end (): void
+}
+
+class QuerySpan extends RecordSpan {
+  text: string | undefined
+  result: unknown
+
+  override setAttribute (key: string, value: SpanAttributeValue): this {
+    if (key === 'db.query.text' && typeof value === 'string') this.text = value
+    return this
+  }
+
+  end (): void {
+    this.hub.finishQuery(this)
+  }
+}
+
+class ConnectSpan extends RecordSpan {
+  end (): void {
+    this.hub.finishConnect(this)
+  }
+}
+
+class NoopSpan extends RecordSpan {
+  end (): void {}
+}
+
+interface FanoutTarget {
+  readonly provider: MeterProvider
+  readonly meter: Meter
+}
+
+/** Routes the instrumentation's own semantic-convention instruments to the instances that asked for them. */
+class FanoutMeterProvider implements MeterProvider {
+  readonly targets: FanoutTarget[] = []
+  private readonly created: Array<{ kind: 'histogram' | 'updown', name: string, options: MetricOptions | undefined, per: Map<MeterProvider, Histogram | UpDownCounter> }> = []
+  private readonly meter: Meter
+
+  constructor (private readonly scope: string, private readonly version: string) {
+    const noop = createNoopMeter()
+    const self = this
+    this.meter = Object.assign(Object.create(noop) as Meter, {
+      createHistogram (name: string, options?: MetricOptions): Histogram {
+        const entry = self.track('histogram', name, options)
+        return { record (value: number, attributes?: Attributes) { for (const i of entry.per.values()) (i as Histogram).record(value, attributes) } }
+      },
+      createUpDownCounter (name: string, options?: MetricOptions): UpDownCounter {
+        const entry = self.track('updown', name, options)
+        return { add (value: number, attributes?: Attributes) { for (const i of entry.per.values()) (i as UpDownCounter).add(value, attributes) } }
+      }
+    })
+  }
+
+  get active (): boolean {
+    return this.targets.length > 0
+  }
+
+  getMeter (): Meter {
+    return this.meter
+  }
+
+  private track (kind: 'histogram' | 'updown', name: string, options: MetricOptions | undefined) {
+    const previous = this.created.findIndex((c) => c.name === name)
+    if (previous !== -1) this.created.splice(previous, 1)
+    const entry = { kind, name, options, per: new Map<MeterProvider, Histogram | UpDownCounter>() }
+    for (const t of this.targets) entry.per.set(t.provider, this.instrument(t.meter, kind, name, options))
+    this.created.push(entry)
+    return entry
+  }
+
+  private instrument (meter: Meter, kind: 'histogram' | 'updown', name: string, options: MetricOptions | undefined): Histogram | UpDownCounter {
+    return kind === 'histogram' ? meter.createHistogram(name, options) : meter.createUpDownCounter(name, options)
+  }
+
+  add (provider: MeterProvider): void {
+    const meter = provider.getMeter(this.scope, this.version)
+    this.targets.push({ provider, meter })
+    for (const c of this.created) c.per.set(provider, this.instrument(meter, c.kind, c.name, c.options))
+  }
+
+  remove (provider: MeterProvider): void {
+    const at = this.targets.findIndex((t) => t.provider === provider)
+    if (at !== -1) this.targets.splice(at, 1)
+    for (const c of this.created) c.per.delete(provider)
+  }
+}
+
+/** One per process (it lives on the shared instrumentation): fans finished spans out to the sinks. */
+export class PgHub implements TracerProvider {
+  readonly sinks: DbSink[] = []
+  readonly meters: FanoutMeterProvider
+  private readonly statements = new StatementCache()
+  private readonly noop: NoopSpan
+  private readonly tracer: Tracer
+
+  constructor (version: string) {
+    this.meters = new FanoutMeterProvider('@opentelemetry/instrumentation-pg', version)
+    this.noop = new NoopSpan(this)
+    const hub = this
+    this.tracer = {
+      startSpan (name: string, _options?: SpanOptions, _context?: Context): Span {
+        if (hub.sinks.length === 0) return hub.noop
+        if (name.startsWith('pg.query')) return new QuerySpan(hub)
+        if (name === 'pg.connect') return new ConnectSpan(hub)
+        return hub.noop
+      },
+      startActiveSpan (...args: unknown[]): never {
+        const fn = args[args.length - 1] as (span: Span) => never
+        return fn(hub.noop)
+      }
+    }
+  }
+
+  getTracer (): Tracer {
+    return this.tracer
+  }
+
+  add (sink: DbSink): void {
+    this.sinks.push(sink)
+  }
+
+  remove (sink: DbSink): void {
+    const at = this.sinks.indexOf(sink)
+    if (at !== -1) this.sinks.splice(at, 1)
+  }
+
+  finishQuery (span: QuerySpan): void {
+    const sinks = this.sinks
+    if (sinks.length === 0) return
+    const seconds = (performance.now() - span.start) / 1000
+    let statements = 1
+    let changes: ModelChange[] | undefined
+    const result = span.result
+    if (!span.failed && result !== undefined && span.text !== undefined) {
+      if (Array.isArray(result)) {
+        statements = result.length
+        const parsed = this.statements.many(span.text, result.length)
+        for (let i = 0; i < result.length; i++) {
+          const change = this.change(parsed[i], result[i])
+          if (change !== undefined) (changes ??= []).push(change)
+        }
+      } else {
+        const command = (result as { command?: unknown }).command
+        if (typeof command === 'string' && OPS.has(command)) {
+          const change = this.change(this.statements.get(span.text), result)
+          if (change !== undefined) changes = [change]
+        }
+      }
+    }
+    const finished: FinishedQuery = {
+      connection: span.connection,
+      seconds,
+      statements,
+      error: span.failed ? djangoErrorType(span.code, span.message) : undefined,
+      changes
+    }
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.query(finished)
+  }
+
+  /** Counted only when the statement parsed and the server reports the same command. */
+  private change (statement: ModelStatement | undefined, result: unknown): ModelChange | undefined {
+    if (statement === undefined || typeof result !== 'object' || result === null) return undefined
+    const { command, rowCount } = result as { command?: unknown, rowCount?: unknown }
+    if (command !== statement.op) return undefined
+    return { statement, rows: typeof rowCount === 'number' ? rowCount : 0 }
+  }
+
+  finishConnect (span: ConnectSpan): void {
+    for (let i = 0; i < this.sinks.length; i++) this.sinks[i]!.connect(span.connection, !span.failed)
+  }
+
+  static of (instrumentation: PgInstrumentation): PgHub {
+    return (instrumentation as unknown as { [kHub]: PgHub })[kHub]
+  }
+}
+
+const kHub = Symbol.for('upstream-metrics.pg-hub')
+
+function createPgInstrumentation (): PgInstrumentation {
+  const instrumentation = new PgInstrumentation({
+    enabled: false,
+    requestHook (span, info) {
+      if (span instanceof QuerySpan) span.connection = info.connection
+    },
+    connectionHook (span, info) {
+      if (span instanceof RecordSpan) span.connection = info.connection
+    },
+    responseHook (span, info) {
+      if (span instanceof QuerySpan) span.result = info.data
+    }
+  })
+  const hub = new PgHub(instrumentation.instrumentationVersion)
+  Object.defineProperty(instrumentation, kHub, { value: hub })
+  instrumentation.setTracerProvider(hub)
+  instrumentation.setMeterProvider(hub.meters)
+  // Its semantic-convention histogram costs an attributes copy and two clock reads per
+  // query: skipped unless an instance turned those metrics on.
+  const self = instrumentation as unknown as { recordOperationDuration: (attributes: unknown, start: unknown) => void }
+  const record = self.recordOperationDuration
+  const meters = hub.meters
+  self.recordOperationDuration = function (this: unknown, attributes: unknown, start: unknown) {
+    if (meters.active) record.call(this, attributes, start)
+  }
+  return instrumentation
+}
+
+export const PG_PATCH: PatchSpec<PgInstrumentation> = {
+  key: 'pg',
+  create: createPgInstrumentation,
+  verify (name, exports) {
+    const e = exports as { Client?: { prototype?: { query?: unknown } }, prototype?: { connect?: unknown } }
+    if (name === 'pg') return isWrapped(e.Client?.prototype?.query)
+    if (name === 'pg-pool') return isWrapped(e.prototype?.connect)
+    return true
+  }
+}
