@@ -94,7 +94,8 @@ function dbOptions (value: unknown): ResolvedDb {
   if (!(typeof alias === 'function' || (typeof alias === 'string' && alias !== ''))) fail('db.alias', 'must be a non-empty string or a function (connection) => string', alias)
   const defaultSchema = db.defaultSchema ?? 'public'
   if (typeof defaultSchema !== 'string' || defaultSchema === '') fail('db.defaultSchema', 'must be a non-empty string', defaultSchema)
-  const semconvMetrics = bool(db, 'semconvMetrics', false)
+  const semconvMetrics = db.semconvMetrics ?? false
+  if (typeof semconvMetrics !== 'boolean') fail('db.semconvMetrics', 'must be true or false', semconvMetrics)
   let migrations: ResolvedMigrations | undefined
   const m = db.migrations
   if (m !== undefined && m !== false) {

@@ -25,7 +25,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const telemetry = new Telemetry(store, options.cardinalityLimit)
   const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
   instrumentHttp(fastify, store, options, faults)
-  const stopDb = instrumentDb(store, options, faults, fastify.log, telemetry.provider)
+  const stopDb = instrumentDb(fastify, store, options, faults, telemetry.provider)
 
   const collectLocal = async () => await telemetry.collect()
   const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)

@@ -1,11 +1,12 @@
 import type { MeterProvider } from '@opentelemetry/api'
-import type { FastifyBaseLogger } from 'fastify'
-import { DB, MODEL } from '../names'
+import type { FastifyInstance } from 'fastify'
+import { DB, MIGRATIONS, MODEL } from '../names'
 import { acquirePatch } from '../patch'
 import type { Faults } from '../faults'
 import type { ResolvedOptions } from '../options'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import type { DbConnectionInfo } from '../types'
+import { readMigrations } from './migrations'
 import { modelLabel } from './sql'
 import { PG_PATCH, PgHub, type ConnectionInfo, type DbSink, type FinishedQuery } from './pg'
 
@@ -26,10 +27,10 @@ interface AliasCells {
  * and the patches go when no instance (nor the preload) holds them any more.
  */
 export function instrumentDb (
+  fastify: FastifyInstance,
   store: Store,
   options: ResolvedOptions,
   faults: Faults,
-  log: FastifyBaseLogger,
   meterProvider: MeterProvider
 ): () => void {
   const db = options.db
@@ -44,10 +45,28 @@ export function instrumentDb (
     UPDATE: store.counter(MODEL.updates),
     DELETE: store.counter(MODEL.deletes)
   }
+  const applied = store.gauge(MIGRATIONS.applied)
+  const unapplied = store.gauge(MIGRATIONS.unapplied)
   const bounds = options.latencyBuckets
   const publicSchema = db.defaultSchema === 'public'
 
   if (!db.enabled) return () => {}
+  const migrations = db.migrations
+  if (migrations !== undefined) {
+    fastify.addHook('onReady', async () => {
+      try {
+        const result = await withTimeout(readMigrations(migrations), MIGRATIONS_TIMEOUT_MS)
+        if (result === undefined) {
+          fastify.log.warn('upstream-metrics: db.migrations is on but no migration table (pgmigrations, knex_migrations, _prisma_migrations, drizzle.__drizzle_migrations) was found; set db.migrations.tool/table or count')
+          return
+        }
+        applied.cell(migrations.connection).value = result.applied
+        if (result.unapplied !== undefined) unapplied.cell(migrations.connection).value = result.unapplied
+      } catch (err) {
+        fastify.log.warn({ err }, 'upstream-metrics: reading the migrations failed; django_migrations_* are not exposed')
+      }
+    })
+  }
 
   function cellsFor (alias: string): AliasCells {
     return {
@@ -122,7 +141,7 @@ export function instrumentDb (
     }
   }
 
-  const lease = acquirePatch(PG_PATCH, log)
+  const lease = acquirePatch(PG_PATCH, fastify.log)
   const hub = PgHub.of(lease.instrumentation)
   hub.add(sink)
   if (db.semconvMetrics) hub.meters.add(meterProvider)
@@ -130,5 +149,20 @@ export function instrumentDb (
     hub.remove(sink)
     if (db.semconvMetrics) hub.meters.remove(meterProvider)
     lease.release()
+  }
+}
+
+const MIGRATIONS_TIMEOUT_MS = 10_000
+
+async function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)
+    timer.unref()
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
   }
 }
