@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -197,4 +197,31 @@ t.test('invalid db options fail at register, naming the option', async (t) => {
     await t.rejects(async () => { await app.register(upstreamMetrics, { db } as never) }, { code: 'UPSTREAM_METRICS_INVALID_OPTION', message: new RegExp(`option "${name.replace(/\./g, '\\.')}"`) }, name)
     await app.close()
   }
+})
+
+t.test('several copies of pg already loaded are all patched, and all unpatched at the end', async (t) => {
+  const copies = join(__dirname, 'fixtures', 'db', 'copies')
+  const copy = join(copies, 'node_modules', 'pg')
+  cpSync(join(__dirname, '..', 'node_modules', 'pg'), copy, { recursive: true })
+  t.teardown(() => {
+    for (const file of Object.keys(require.cache)) if (file.startsWith(copies)) delete require.cache[file]
+    rmSync(copies, { recursive: true, force: true })
+  })
+  const other = require(copy) as typeof pg
+  t.not(other.Client, pg.Client, 'a distinct copy')
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  t.ok(wrapped())
+  t.equal((other.Client.prototype.query as { __wrapped?: boolean }).__wrapped, true)
+  const a = new pg.Pool({ connectionString: url, max: 1 })
+  const b = new other.Pool({ connectionString: url, max: 1 })
+  await a.query('SELECT 1')
+  await b.query('SELECT 1')
+  await a.end()
+  await b.end()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 2)
+  t.notOk(wrapped())
+  t.notOk((other.Client.prototype.query as { __wrapped?: boolean }).__wrapped)
 })
