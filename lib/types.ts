@@ -68,12 +68,11 @@ export interface UpstreamMetricsOptions {
   db?: false | DbOptions
 }
 
-/** Connection details the `alias` function sees (never the password). */
+/** Connection details the `alias` function sees. */
 export interface DbConnectionInfo {
   database?: string
   host?: string
   port?: number
-  user?: string
 }
 
 export interface DbOptions {

@@ -8,7 +8,7 @@ import { observe, type Cell, type Family, type HistogramCell, type Store } from 
 import type { DbConnectionInfo } from '../types'
 import { readMigrations } from './migrations'
 import { modelLabel } from './sql'
-import { PG_PATCH, PgHub, type ConnectionInfo, type DbSink, type FinishedQuery } from './pg'
+import { PG_PATCH, PgHub, type DbSink, type FinishedQuery } from './pg'
 
 export const VENDOR = 'postgresql'
 
@@ -82,18 +82,22 @@ export function instrumentDb (
   let fixed: AliasCells | undefined
   const byConnection = new Map<string, AliasCells>()
   const aliasOption = db.alias
-  function cells (connection: ConnectionInfo | undefined): AliasCells {
+  function cells (database: unknown, host: unknown, port: unknown): AliasCells {
     if (typeof aliasOption === 'string') {
       fixed ??= cellsFor(aliasOption)
       return fixed
     }
-    const c: DbConnectionInfo = connection ?? {}
-    const key = `${c.host ?? ''}\u0000${c.port ?? ''}\u0000${c.database ?? ''}\u0000${c.user ?? ''}`
+    const key = `${String(host)}\u0000${String(port)}\u0000${String(database)}`
     let found = byConnection.get(key)
     if (found === undefined) {
       let alias = 'default'
       try {
-        const chosen = aliasOption({ database: c.database, host: c.host, port: c.port, user: c.user })
+        const c: DbConnectionInfo = {
+          database: typeof database === 'string' ? database : undefined,
+          host: typeof host === 'string' ? host : undefined,
+          port: typeof port === 'number' ? port : undefined
+        }
+        const chosen = aliasOption(c)
         if (typeof chosen === 'string' && chosen !== '') alias = chosen
       } catch (err) {
         faults.report(err)
@@ -107,7 +111,8 @@ export function instrumentDb (
   const sink: DbSink = {
     query (q: FinishedQuery) {
       try {
-        const c = cells(q.connection)
+        const a = q.attributes
+        const c = a === undefined ? cells(undefined, undefined, undefined) : cells(a['db.namespace'], a['server.address'], a['server.port'])
         c.execute.value += q.statements
         observe(c.duration, bounds, q.seconds)
         if (q.error !== undefined) {
@@ -132,7 +137,7 @@ export function instrumentDb (
     },
     connect (connection, ok) {
       try {
-        const c = cells(connection)
+        const c = cells(connection.database, connection.host, connection.port)
         if (ok) c.newConnections.value++
         else c.newConnectionErrors.value++
       } catch (err) {

@@ -23,7 +23,6 @@ export interface ConnectionInfo {
   database?: string
   host?: string
   port?: number
-  user?: string
 }
 
 export interface ModelChange {
@@ -33,11 +32,12 @@ export interface ModelChange {
 
 export interface DbSink {
   query: (q: FinishedQuery) => void
-  connect: (connection: ConnectionInfo | undefined, ok: boolean) => void
+  connect: (connection: ConnectionInfo, ok: boolean) => void
 }
 
 export interface FinishedQuery {
-  readonly connection: ConnectionInfo | undefined
+  /** The span attributes of the instrumentation: `db.namespace`, `server.address`, `server.port`. */
+  readonly attributes: Attributes | undefined
   readonly seconds: number
   /** Statements the call executed (a multi-statement text returns one result per statement). */
   readonly statements: number
@@ -52,10 +52,9 @@ abstract class RecordSpan implements Span {
   failed = false
   code: string | undefined
   message: string | undefined
-  connection: ConnectionInfo | undefined
   readonly start = performance.now()
 
-  constructor (protected readonly hub: PgHub) {}
+  constructor (protected readonly hub: PgHub, readonly attributes: Attributes | undefined) {}
 
   spanContext (): SpanContext { return INVALID_SPAN_CONTEXT }
   setAttribute (_key: string, _value: SpanAttributeValue): this { return this }
@@ -95,12 +94,6 @@ class QuerySpan extends RecordSpan {
 
   end (): void {
     this.hub.finishQuery(this)
-  }
-}
-
-class ConnectSpan extends RecordSpan {
-  end (): void {
-    this.hub.finishConnect(this)
   }
 }
 
@@ -178,14 +171,12 @@ export class PgHub implements TracerProvider {
 
   constructor (version: string) {
     this.meters = new FanoutMeterProvider('@opentelemetry/instrumentation-pg', version)
-    this.noop = new NoopSpan(this)
+    this.noop = new NoopSpan(this, undefined)
     const hub = this
     this.tracer = {
-      startSpan (name: string, _options?: SpanOptions, _context?: Context): Span {
-        if (hub.sinks.length === 0) return hub.noop
-        if (name.startsWith('pg.query')) return new QuerySpan(hub)
-        if (name === 'pg.connect') return new ConnectSpan(hub)
-        return hub.noop
+      startSpan (name: string, options?: SpanOptions, _context?: Context): Span {
+        if (hub.sinks.length === 0 || !name.startsWith('pg.query')) return hub.noop
+        return new QuerySpan(hub, options?.attributes)
       },
       startActiveSpan (...args: unknown[]): never {
         const fn = args[args.length - 1] as (span: Span) => never
@@ -231,7 +222,7 @@ export class PgHub implements TracerProvider {
       }
     }
     const finished: FinishedQuery = {
-      connection: span.connection,
+      attributes: span.attributes,
       seconds,
       statements,
       error: span.failed ? djangoErrorType(span.code, span.message) : undefined,
@@ -248,8 +239,8 @@ export class PgHub implements TracerProvider {
     return { statement, rows: typeof rowCount === 'number' ? rowCount : 0 }
   }
 
-  finishConnect (span: ConnectSpan): void {
-    for (let i = 0; i < this.sinks.length; i++) this.sinks[i]!.connect(span.connection, !span.failed)
+  connected (connection: ConnectionInfo, ok: boolean): void {
+    for (let i = 0; i < this.sinks.length; i++) this.sinks[i]!.connect(connection, ok)
   }
 
   static of (instrumentation: PgInstrumentation): PgHub {
@@ -259,15 +250,37 @@ export class PgHub implements TracerProvider {
 
 const kHub = Symbol.for('upstream-metrics.pg-hub')
 
+type ConnectFn = (this: PgClientLike, callback?: (err?: unknown) => void) => unknown
+interface PgClientLike {
+  connectionParameters?: { database?: string, host?: string, port?: number }
+}
+
+/**
+ * New connections are counted by our own `Client#connect` wrapper, installed through the
+ * instrumentation's patch (so patch.ts still owns it): its connect spans are off because
+ * the pool's would cost a URL parse on every checkout.
+ */
+function connectPatch (hub: PgHub) {
+  return (original: ConnectFn): ConnectFn => function connect (this: PgClientLike, callback?: (err?: unknown) => void) {
+    if (hub.sinks.length === 0) return original.call(this, callback)
+    const p = this.connectionParameters
+    const info: ConnectionInfo = { database: p?.database, host: p?.host, port: p?.port }
+    if (typeof callback === 'function') {
+      return original.call(this, function (this: unknown, err?: unknown, ...rest: unknown[]) {
+        hub.connected(info, err === undefined || err === null)
+        return (callback as (...args: unknown[]) => unknown).call(this, err, ...rest)
+      })
+    }
+    const result = original.call(this)
+    if (result instanceof Promise) result.then(() => hub.connected(info, true), () => hub.connected(info, false))
+    return result
+  }
+}
+
 function createPgInstrumentation (): PgInstrumentation {
   const instrumentation = new PgInstrumentation({
     enabled: false,
-    requestHook (span, info) {
-      if (span instanceof QuerySpan) span.connection = info.connection
-    },
-    connectionHook (span, info) {
-      if (span instanceof RecordSpan) span.connection = info.connection
-    },
+    ignoreConnectSpans: true,
     responseHook (span, info) {
       if (span instanceof QuerySpan) span.result = info.data
     }
@@ -276,9 +289,13 @@ function createPgInstrumentation (): PgInstrumentation {
   Object.defineProperty(instrumentation, kHub, { value: hub })
   instrumentation.setTracerProvider(hub)
   instrumentation.setMeterProvider(hub.meters)
+  const self = instrumentation as unknown as {
+    recordOperationDuration: (attributes: unknown, start: unknown) => void
+    _getClientConnectPatch: () => (original: ConnectFn) => ConnectFn
+  }
+  self._getClientConnectPatch = () => connectPatch(hub)
   // Its semantic-convention histogram costs an attributes copy and two clock reads per
   // query: skipped unless an instance turned those metrics on.
-  const self = instrumentation as unknown as { recordOperationDuration: (attributes: unknown, start: unknown) => void }
   const record = self.recordOperationDuration
   const meters = hub.meters
   self.recordOperationDuration = function (this: unknown, attributes: unknown, start: unknown) {
