@@ -169,12 +169,15 @@ t.test('semantic-convention metrics only when asked', async (t) => {
   await off.register(upstreamMetrics, { runtimeMetrics: false })
   const pool = new pg.Pool({ connectionString: url, max: 1 })
   await pool.query('SELECT 1')
+  await pool.query('SELEC 1').catch(() => {})
   await pool.end()
   const withSemconv = (await on.inject('/metrics')).body
   const without = (await off.inject('/metrics')).body
   await on.close()
   await off.close()
   t.match(withSemconv, /^db_client_operation_duration\w*_count\{[^}]*db_operation_name="SELECT"[^}]*\} 1/m)
+  t.match(withSemconv, /^db_client_operation_duration\w*_count\{[^}]*db_operation_name="OTHER"[^}]*error_type="42601"[^}]*\} 1/m, 'no SQL text in the label')
+  t.notMatch(withSemconv, /SELEC"/)
   t.notMatch(without, /db_client_operation_duration/)
 })
 
@@ -224,4 +227,18 @@ t.test('several copies of pg already loaded are all patched, and all unpatched a
   t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 2)
   t.notOk(wrapped())
   t.notOk((other.Client.prototype.query as { __wrapped?: boolean }).__wrapped)
+})
+
+t.test('a failing alias function never reaches the app: its queries count as default', async (t) => {
+  const lines: string[] = []
+  const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => { lines.push(line) } } } })
+  await app.register(upstreamMetrics, { runtimeMetrics: false, db: { alias: () => { throw new Error('boom') } } })
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const { rows } = await pool.query('SELECT 41 + 1 AS n')
+  await pool.end()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(rows[0].n, 42)
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
+  t.ok(lines.some((l) => l.includes('recording a metric failed')))
 })

@@ -135,6 +135,9 @@ export function instrumentDb (
         faults.report(err)
       }
     },
+    fault (err) {
+      faults.report(err)
+    },
     connect (connection, ok) {
       try {
         const c = cells(connection.database, connection.host, connection.port)

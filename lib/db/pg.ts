@@ -33,6 +33,8 @@ export interface ModelChange {
 export interface DbSink {
   query: (q: FinishedQuery) => void
   connect: (connection: ConnectionInfo, ok: boolean) => void
+  /** A failure while measuring: never let it reach the query's caller. */
+  fault: (err: unknown) => void
 }
 
 export interface FinishedQuery {
@@ -93,7 +95,13 @@ class QuerySpan extends RecordSpan {
   }
 
   end (): void {
-    this.hub.finishQuery(this)
+    // Runs inside the instrumentation's promise or callback chain: a throw here would
+    // reject the app's query or skip its callback.
+    try {
+      this.hub.finishQuery(this)
+    } catch (err) {
+      this.hub.fault(err)
+    }
   }
 }
 
@@ -240,7 +248,19 @@ export class PgHub implements TracerProvider {
   }
 
   connected (connection: ConnectionInfo, ok: boolean): void {
-    for (let i = 0; i < this.sinks.length; i++) this.sinks[i]!.connect(connection, ok)
+    try {
+      for (let i = 0; i < this.sinks.length; i++) this.sinks[i]!.connect(connection, ok)
+    } catch (err) {
+      this.fault(err)
+    }
+  }
+
+  fault (err: unknown): void {
+    for (const sink of this.sinks) {
+      try {
+        sink.fault(err)
+      } catch {}
+    }
   }
 
   static of (instrumentation: PgInstrumentation): PgHub {
@@ -249,6 +269,14 @@ export class PgHub implements TracerProvider {
 }
 
 const kHub = Symbol.for('upstream-metrics.pg-hub')
+
+const SQL_COMMANDS = new Set([
+  'ABORT', 'ALTER', 'ANALYZE', 'BEGIN', 'CALL', 'CHECKPOINT', 'CLOSE', 'CLUSTER', 'COMMENT', 'COMMIT', 'COPY', 'CREATE',
+  'DEALLOCATE', 'DECLARE', 'DELETE', 'DISCARD', 'DO', 'DROP', 'END', 'EXECUTE', 'EXPLAIN', 'FETCH', 'GRANT', 'IMPORT',
+  'INSERT', 'LISTEN', 'LOAD', 'LOCK', 'MERGE', 'MOVE', 'NOTIFY', 'PREPARE', 'REASSIGN', 'REFRESH', 'REINDEX', 'RELEASE',
+  'RESET', 'REVOKE', 'ROLLBACK', 'SAVEPOINT', 'SECURITY', 'SELECT', 'SET', 'SHOW', 'START', 'TABLE', 'TRUNCATE',
+  'UNLISTEN', 'UPDATE', 'VACUUM', 'VALUES', 'WITH'
+])
 
 type ConnectFn = (this: PgClientLike, callback?: (err?: unknown) => void) => unknown
 interface PgClientLike {
@@ -299,7 +327,12 @@ function createPgInstrumentation (): PgInstrumentation {
   const record = self.recordOperationDuration
   const meters = hub.meters
   self.recordOperationDuration = function (this: unknown, attributes: unknown, start: unknown) {
-    if (meters.active) record.call(this, attributes, start)
+    if (!meters.active) return
+    // The stock operation name is the text's first word: for odd texts, SQL in a label.
+    const a = attributes as Record<string, unknown>
+    const op = a['db.operation.name']
+    if (typeof op === 'string' && !SQL_COMMANDS.has(op)) a['db.operation.name'] = 'OTHER'
+    record.call(this, attributes, start)
   }
   return instrumentation
 }
