@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import pg from 'pg'
+import { INVALID_SPAN_CONTEXT, trace } from '@opentelemetry/api'
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { patchRefs } from '../lib/patch'
@@ -241,4 +243,31 @@ t.test('a failing alias function never reaches the app: its queries count as def
   t.equal(rows[0].n, 42)
   t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
   t.ok(lines.some((l) => l.includes('recording a metric failed')))
+})
+
+t.test("an app's own OpenTelemetry pg instrumentation keeps working beside the plugin", async (t) => {
+  const seen: string[] = []
+  const tracer = {
+    startSpan (name: string) {
+      seen.push(name)
+      return trace.wrapSpanContext(INVALID_SPAN_CONTEXT)
+    },
+    startActiveSpan () { throw new Error('unused') }
+  }
+  const theirs = new PgInstrumentation({ enabled: false })
+  theirs.setTracerProvider({ getTracer: () => tracer as never })
+  const definition = theirs.getModuleDefinitions().find((d) => d.name === 'pg')!
+  definition.patch!(pg, '8')
+  t.teardown(() => { definition.unpatch!(pg, '8') })
+
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  await pool.query('SELECT 1')
+  const samples = await metrics(app)
+  await app.close()
+  await pool.query('SELECT 2')
+  await pool.end()
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
+  t.equal(seen.filter((n) => n.startsWith('pg.query')).length, 2, 'their spans, before and after the plugin closed')
 })

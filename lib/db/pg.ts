@@ -4,7 +4,6 @@ import {
   type Span, type SpanAttributes, type SpanAttributeValue, type SpanContext, type SpanOptions, type SpanStatus,
   type Tracer, type TracerProvider, type UpDownCounter
 } from '@opentelemetry/api'
-import { isWrapped } from '@opentelemetry/instrumentation'
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import type { PatchSpec } from '../patch'
 import { djangoErrorType, type DjangoDbError } from './errors'
@@ -305,6 +304,59 @@ function connectPatch (hub: PgHub) {
   }
 }
 
+const kOurs = Symbol.for('upstream-metrics.pg-wrapper')
+type AnyFn = (...args: unknown[]) => unknown
+type Proto = Record<string, unknown>
+
+function define (target: object, name: PropertyKey, value: unknown): void {
+  Object.defineProperty(target, name, { configurable: true, writable: true, enumerable: false, value })
+}
+
+/**
+ * Wraps `proto[name]` on top of whatever is there, shimmer-style (`__original`, `__unwrap`,
+ * `__wrapped`), without first unwrapping another instrumentation's wrapper as the stock
+ * patch does: an app's own OpenTelemetry pg tracing, set up first, keeps working.
+ */
+function stack (proto: Proto, name: string, wrapper: (original: AnyFn) => AnyFn): void {
+  unstack(proto, name)
+  const original = proto[name]
+  if (typeof original !== 'function') return
+  const wrapped = wrapper(original as AnyFn)
+  define(wrapped, '__original', original)
+  define(wrapped, '__unwrap', () => { if (proto[name] === wrapped) define(proto, name, original) })
+  define(wrapped, '__wrapped', true)
+  define(wrapped, kOurs, true)
+  define(proto, name, wrapped)
+}
+
+/** Removes our wrapper when it is on top (one stacked above ours stays, and ours goes idle). */
+function unstack (proto: Proto, name: string): void {
+  const current = proto[name] as { [kOurs]?: boolean, __original?: unknown } | undefined
+  if (current?.[kOurs] === true) define(proto, name, current.__original)
+}
+
+/** Whether our wrapper is anywhere in the chain of wrappers of `fn`. */
+export function hasOurWrapper (fn: unknown): boolean {
+  for (let f = fn as { [kOurs]?: boolean, __original?: unknown } | undefined, i = 0; f !== undefined && i < 10; f = f.__original as typeof f, i++) {
+    if (f[kOurs] === true) return true
+  }
+  return false
+}
+
+function moduleValue<T> (module: unknown): T {
+  const m = module as { [Symbol.toStringTag]?: string, default?: T }
+  return (m?.[Symbol.toStringTag] === 'Module' ? m.default : module) as T
+}
+
+interface PrivateApi {
+  recordOperationDuration: (attributes: unknown, start: unknown) => void
+  _getClientQueryPatch: () => (original: AnyFn) => AnyFn
+  _getClientConnectPatch: () => (original: AnyFn) => AnyFn
+  _getPoolConnectPatch: () => (original: AnyFn) => AnyFn
+  _getPoolEndPatch: () => (original: AnyFn) => AnyFn
+  _modules: Array<{ name: string, patch?: (m: unknown) => unknown, unpatch?: (m: unknown) => unknown, files?: Array<{ patch: (m: unknown) => unknown, unpatch: (m: unknown) => unknown }> }>
+}
+
 function createPgInstrumentation (): PgInstrumentation {
   const instrumentation = new PgInstrumentation({
     enabled: false,
@@ -317,11 +369,49 @@ function createPgInstrumentation (): PgInstrumentation {
   Object.defineProperty(instrumentation, kHub, { value: hub })
   instrumentation.setTracerProvider(hub)
   instrumentation.setMeterProvider(hub.meters)
-  const self = instrumentation as unknown as {
-    recordOperationDuration: (attributes: unknown, start: unknown) => void
-    _getClientConnectPatch: () => (original: ConnectFn) => ConnectFn
+  const self = instrumentation as unknown as PrivateApi
+
+  // The stock wrappers, applied with stack() instead of the stock unwrap-then-wrap.
+  const patchClient = (client: unknown) => {
+    const proto = moduleValue<{ prototype?: Proto } | undefined>(client)?.prototype
+    if (proto === undefined) return
+    stack(proto, 'query', self._getClientQueryPatch())
+    stack(proto, 'connect', connectPatch(hub) as unknown as (original: AnyFn) => AnyFn)
   }
-  self._getClientConnectPatch = () => connectPatch(hub)
+  const unpatchClient = (client: unknown) => {
+    const proto = moduleValue<{ prototype?: Proto } | undefined>(client)?.prototype
+    if (proto === undefined) return
+    unstack(proto, 'query')
+    unstack(proto, 'connect')
+  }
+  for (const definition of self._modules) {
+    if (definition.name === 'pg') {
+      definition.patch = (m) => { patchClient(moduleValue<{ Client?: unknown }>(m)?.Client); return m }
+      definition.unpatch = (m) => { unpatchClient(moduleValue<{ Client?: unknown }>(m)?.Client); return m }
+      for (const file of definition.files ?? []) {
+        file.patch = (m) => { patchClient(m); return m }
+        file.unpatch = (m) => { unpatchClient(m); return m }
+      }
+    } else if (definition.name === 'pg-pool') {
+      definition.patch = (m) => {
+        const proto = moduleValue<{ prototype?: Proto } | undefined>(m)?.prototype
+        if (proto !== undefined) {
+          stack(proto, 'connect', self._getPoolConnectPatch())
+          stack(proto, 'end', self._getPoolEndPatch())
+        }
+        return m
+      }
+      definition.unpatch = (m) => {
+        const proto = moduleValue<{ prototype?: Proto } | undefined>(m)?.prototype
+        if (proto !== undefined) {
+          unstack(proto, 'connect')
+          unstack(proto, 'end')
+        }
+        return m
+      }
+    }
+  }
+
   // Its semantic-convention histogram costs an attributes copy and two clock reads per
   // query: skipped unless an instance turned those metrics on.
   const record = self.recordOperationDuration
@@ -342,8 +432,8 @@ export const PG_PATCH: PatchSpec<PgInstrumentation> = {
   create: createPgInstrumentation,
   verify (name, exports) {
     const e = exports as { Client?: { prototype?: { query?: unknown } }, prototype?: { connect?: unknown } }
-    if (name === 'pg') return isWrapped(e.Client?.prototype?.query)
-    if (name === 'pg-pool') return isWrapped(e.prototype?.connect)
+    if (name === 'pg') return hasOurWrapper(e.Client?.prototype?.query)
+    if (name === 'pg-pool') return hasOurWrapper(e.prototype?.connect)
     return true
   }
 }
