@@ -59,6 +59,7 @@ t.test('SQLSTATE to the Django / DB-API exception class', async (t) => {
     ['53300', undefined, 'OperationalError'],
     ['28P01', undefined, 'OperationalError'],
     ['0A000', undefined, 'NotSupportedError'],
+    ['08006', undefined, 'OperationalError'],
     ['P0001', undefined, 'InternalError'],
     ['99999', undefined, 'DatabaseError'],
     ['ECONNRESET', 'read ECONNRESET', 'OperationalError'],

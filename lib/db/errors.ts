@@ -10,6 +10,7 @@ export type DjangoDbError =
 
 /** SQLSTATE class (first two characters) → exception class, as psycopg's table. */
 const BY_CLASS: Record<string, DjangoDbError> = {
+  '08': 'OperationalError', // connection exception
   '0A': 'NotSupportedError', // feature not supported
   20: 'ProgrammingError', // case not found
   21: 'ProgrammingError', // cardinality violation
