@@ -1,3 +1,4 @@
+import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import type { MetricsAuthOptions, UpstreamMetricsOptions } from './types'
@@ -13,9 +14,10 @@ export interface ResolvedOptions {
   auth: MetricsAuthOptions | undefined
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
+  cache: ResolvedCacheOptions | false
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'cache'])
 
 function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
@@ -32,10 +34,10 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-function bool (options: Record<string, unknown>, name: string, fallback: boolean): boolean {
+function bool (options: Record<string, unknown>, name: string, fallback: boolean, prefix = ''): boolean {
   const value = options[name]
   if (value === undefined) return fallback
-  if (typeof value !== 'boolean') fail(name, 'must be true or false', value)
+  if (typeof value !== 'boolean') fail(prefix + name, 'must be true or false', value)
   return value
 }
 
@@ -60,6 +62,28 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
   if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', check)
   if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', value)
   return value as MetricsAuthOptions
+}
+
+const CACHE_KEYS = ['redis', 'redisBackend', 'backend']
+
+function label (option: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || value === '' || value.length > 100) fail(option, 'must be a non-empty string of at most 100 characters', value)
+  return value
+}
+
+function cache (value: unknown): ResolvedCacheOptions | false {
+  if (value === false) return false
+  if (value === undefined || value === true) return { redis: true, redisBackend: 'redis', backend: 'locmem' }
+  if (!isPlainObject(value)) fail('cache', 'must be true, false or { redis?, redisBackend?, backend? }', value)
+  for (const key of Object.keys(value)) {
+    if (!CACHE_KEYS.includes(key)) fail(`cache.${key}`, `is not an option (allowed: ${CACHE_KEYS.join(', ')})`, value[key])
+  }
+  return {
+    redis: bool(value, 'redis', true, 'cache.'),
+    redisBackend: label('cache.redisBackend', value.redisBackend, 'redis'),
+    backend: label('cache.backend', value.backend, 'locmem')
+  }
 }
 
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
@@ -119,6 +143,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     cardinalityLimit,
     auth: auth(options.auth),
     listener,
-    cluster
+    cluster,
+    cache: cache(options.cache)
   }
 }

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accessCheck } from './access'
+import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
@@ -55,11 +56,13 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     listener = await startListener(fastify, options.listener, metrics, checkAccess !== undefined)
   }
 
-  const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics }
+  const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
+  const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics, cache: cache.api }
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {
     stopRuntime?.()
+    cache.stop()
     clusterWorker?.close()
     if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
     await telemetry.shutdown()

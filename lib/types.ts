@@ -1,5 +1,6 @@
 import type { Meter } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { UpstreamCacheMetrics } from './cache'
 
 /** Options of `fastify.register(upstreamMetrics, options)`. */
 export interface UpstreamMetricsOptions {
@@ -60,6 +61,33 @@ export interface UpstreamMetricsOptions {
    * @default false
    */
   cluster?: boolean | { timeoutMs?: number }
+  /**
+   * Cache metrics (`django_cache_get_total`, `_hits`, `_misses`, `_fail`, by `backend`):
+   * `false` turns them off entirely; `true` is `{}`.
+   * @default { redis: true, redisBackend: 'redis', backend: 'locmem' }
+   */
+  cache?: boolean | CacheOptions
+}
+
+export interface CacheOptions {
+  /**
+   * Count every ioredis client's GET, `getBuffer`, MGET (each key) and pipelined GET,
+   * through OpenTelemetry's ioredis instrumentation: `null` is a miss, any other reply a
+   * hit, an error a failure.
+   * @default true
+   */
+  redis?: boolean
+  /**
+   * `backend` label of the Redis series (django-redis says `redis`, Django's own backend `native_redis`).
+   * @default 'redis'
+   */
+  redisBackend?: string
+  /**
+   * `backend` label of in-process caches (`instrumentCache`, `cache.wrap`, `recordCacheGet`)
+   * when the call names none.
+   * @default 'locmem'
+   */
+  backend?: string
 }
 
 export interface MetricsAuthOptions {
@@ -87,4 +115,6 @@ export interface UpstreamMetrics {
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   /** The current exposition text. */
   metrics(): Promise<string>
+  /** Cache metrics of this instance: wrap an in-process cache, or record a get by hand. */
+  readonly cache: UpstreamCacheMetrics
 }
