@@ -97,7 +97,10 @@ export function createIoredisInstrumentation (): IORedisInstrumentation {
     // The statement text is never used; skip serialising every command's arguments.
     dbStatementSerializer: () => '',
     requestHook (span, info) {
-      if (span instanceof GetSpan) span.keys = info.cmdArgs.length
+      if (span instanceof GetSpan) {
+        span.keys = info.cmdArgs.length
+        pending = span
+      } else pending = undefined
     },
     responseHook (span, _command, _args, response) {
       if (span instanceof GetSpan) span.resolved(response)
@@ -105,50 +108,86 @@ export function createIoredisInstrumentation (): IORedisInstrumentation {
   })
   instrumentation.setTracerProvider(tracerProvider)
   const definitions = (instrumentation as unknown as { _modules?: InstrumentationModuleDefinition[] })._modules ?? []
-  for (const definition of definitions) keepForeignWrappers(definition)
+  for (const definition of definitions) chainUnderneath(definition)
   return instrumentation
 }
 
-const PATCHED_METHODS = ['sendCommand', 'connect'] as const
 type Method = (this: unknown, ...args: unknown[]) => unknown
 
+/** The GetSpan whose command the instrumentation is about to send (set by its request hook, taken by `detectEarlyReject`). */
+let pending: GetSpan | undefined
+
 /**
- * The ioredis instrumentation unwraps whatever already wraps `sendCommand`/`connect` before
- * wrapping them: the app's own tracing instrumentation would silently lose its spans. A
- * foreign wrapper is hidden behind a plain forwarding function while we patch (so it stays
- * in the chain) and put back when we unpatch.
+ * Sits under the instrumentation's `sendCommand` wrapper. ioredis rejects some commands
+ * synchronously, inside `sendCommand` (client ended, `enableOfflineQueue: false` while
+ * disconnected), before the instrumentation hooks `command.reject`: those failures are
+ * seen here instead.
  */
-function keepForeignWrappers (definition: InstrumentationModuleDefinition): void {
+function detectEarlyReject (below: Method): Method {
+  return function sendCommand (this: unknown, command: unknown) {
+    const span = pending
+    pending = undefined
+    const cmd = command as { reject?: unknown } | undefined
+    const reject = cmd?.reject
+    if (span === undefined || typeof reject !== 'function') return Reflect.apply(below, this, arguments)
+    let early = false
+    const watching = function (this: unknown) {
+      early = true
+      return Reflect.apply(reject, this, arguments)
+    }
+    cmd!.reject = watching
+    try {
+      return Reflect.apply(below, this, arguments)
+    } finally {
+      if (cmd!.reject === watching) cmd!.reject = reject
+      if (early) span.recordException()
+    }
+  }
+}
+
+interface Replaced { readonly previous: Method, readonly replacement: Method }
+
+/**
+ * Prepares the prototype before the instrumentation patches it: `sendCommand` gets the
+ * early-reject detector underneath. And since the ioredis instrumentation unwraps whatever
+ * already wraps `sendCommand`/`connect` (the app's own tracing instrumentation would silently
+ * lose its spans), a foreign wrapper is kept in the chain behind a plain function. Unpatching
+ * puts back exactly what was there.
+ */
+function chainUnderneath (definition: InstrumentationModuleDefinition): void {
   const patch = definition.patch
   const unpatch = definition.unpatch
-  const hidden = new WeakMap<object, Map<string, { foreign: Method, forwarder: Method }>>()
   if (typeof patch !== 'function') return
+  const replaced = new WeakMap<object, Map<string, Replaced>>()
   definition.patch = (exports: unknown, version?: string) => {
     const prototype = redisClass(exports)?.prototype
-    if (prototype !== undefined) {
-      const saved = new Map<string, { foreign: Method, forwarder: Method }>()
-      for (const name of PATCHED_METHODS) {
-        const foreign = prototype[name]
-        if (typeof foreign !== 'function' || !isWrapped(foreign)) continue
-        const wrapped = foreign as unknown as Method
-        const forwarder: Method = function (this: unknown) {
-          return Reflect.apply(wrapped, this, arguments)
-        }
-        prototype[name] = forwarder
-        saved.set(name, { foreign: wrapped, forwarder })
+    if (prototype !== undefined && !replaced.has(prototype)) {
+      const saved = new Map<string, Replaced>()
+      const sendCommand = prototype.sendCommand
+      if (typeof sendCommand === 'function') {
+        const replacement = detectEarlyReject(sendCommand as Method)
+        prototype.sendCommand = replacement
+        saved.set('sendCommand', { previous: sendCommand as Method, replacement })
       }
-      if (saved.size > 0) hidden.set(prototype, saved)
+      const connect = prototype.connect
+      if (typeof connect === 'function' && isWrapped(connect)) {
+        const previous = connect as unknown as Method
+        const replacement: Method = function (this: unknown) { return Reflect.apply(previous, this, arguments) }
+        prototype.connect = replacement
+        saved.set('connect', { previous, replacement })
+      }
+      replaced.set(prototype, saved)
     }
     return patch.call(definition, exports, version)
   }
   definition.unpatch = (exports: unknown, version?: string) => {
     unpatch?.call(definition, exports, version)
     const prototype = redisClass(exports)?.prototype
-    const saved = prototype === undefined ? undefined : hidden.get(prototype)
+    const saved = prototype === undefined ? undefined : replaced.get(prototype)
     if (prototype === undefined || saved === undefined) return
-    hidden.delete(prototype)
-    for (const [name, { foreign, forwarder }] of saved) {
-      if (prototype[name] === forwarder) prototype[name] = foreign
+    replaced.delete(prototype)
+    for (const [name, { previous, replacement }] of saved) {
+      if (prototype[name] === replacement) prototype[name] = previous
     }
   }
 }

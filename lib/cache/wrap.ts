@@ -85,15 +85,21 @@ export function wrapCache<T extends object> (cache: T, record: CacheRecorder, op
     }
   }
 
-  return new Proxy(cache, {
+  // Methods run on the cache itself (private fields, internal calls); one returning the cache (`set` of Map and lru-cache) returns the wrapper.
+  function forward (original: Function): Function {
+    return function forwarded (this: unknown, ...args: unknown[]): unknown {
+      const result = original.apply(cache, args)
+      return result === cache ? proxy : result
+    }
+  }
+
+  const proxy: T = new Proxy(cache, {
     get (t, property) {
       const value = Reflect.get(t, property, t)
       if (typeof value !== 'function' || property === 'constructor') return value
       const known = methods.get(property)
       if (known !== undefined && known.original === value) return known.bound
-      const bound = SINGLE.has(property) || MANY.has(property)
-        ? measure(value, property)
-        : value.bind(t)
+      const bound = SINGLE.has(property) || MANY.has(property) ? measure(value, property) : forward(value)
       methods.set(property, { original: value, bound })
       return bound
     },
@@ -101,4 +107,5 @@ export function wrapCache<T extends object> (cache: T, record: CacheRecorder, op
       return Reflect.set(t, property, value, t)
     }
   })
+  return proxy
 }
