@@ -42,20 +42,14 @@ export function wrapCache<T extends object> (cache: T, record: CacheRecorder, op
   const methods = new Map<PropertyKey, Bound>()
 
   function count (value: unknown, many: boolean): void {
-    let hits = 0
+    const values = many && Array.isArray(value) ? value : [value]
     let misses = 0
     try {
-      if (many && Array.isArray(value)) {
-        for (const item of value) {
-          if (isMiss(item)) misses++
-          else hits++
-        }
-      } else if (isMiss(value)) misses++
-      else hits++
+      for (const item of values) if (isMiss(item)) misses++
     } catch {
-      // A throwing isMiss is the app's bug; the get itself still counts.
+      // A throwing isMiss is the app's bug: the get returned a value, the rest count as hits.
     }
-    record(backend, hits, misses, 0)
+    record(backend, values.length - misses, misses, 0)
   }
 
   function fail (args: unknown[], many: boolean): void {
