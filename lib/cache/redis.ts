@@ -49,6 +49,11 @@ class GetSpan implements Span {
     recordRedis(hits, misses, 0)
   }
 
+  /** A command sent again (ioredis re-sends its offline queue once connected) is already counted by its first span. */
+  ignore (): void {
+    this.settled = true
+  }
+
   recordException (): void {
     if (this.settled) return
     this.settled = true
@@ -114,11 +119,16 @@ export function createIoredisInstrumentation (): IORedisInstrumentation {
 
 type Method = (this: unknown, ...args: unknown[]) => unknown
 
+/** Commands already sent once: the offline queue sends them again on connect. */
+const sent = new WeakSet<object>()
+
 /** The GetSpan whose command the instrumentation is about to send (set by its request hook, taken by `detectEarlyReject`). */
 let pending: GetSpan | undefined
 
 /**
- * Sits under the instrumentation's `sendCommand` wrapper. ioredis rejects some commands
+ * Sits under the instrumentation's `sendCommand` wrapper, where the command object is at hand.
+ * A command queued while disconnected is sent again on connect: only its first pass counts.
+ * And ioredis rejects some commands
  * synchronously, inside `sendCommand` (client ended, `enableOfflineQueue: false` while
  * disconnected), before the instrumentation hooks `command.reject`: those failures are
  * seen here instead.
@@ -127,19 +137,25 @@ function detectEarlyReject (below: Method): Method {
   return function sendCommand (this: unknown, command: unknown) {
     const span = pending
     pending = undefined
-    const cmd = command as { reject?: unknown } | undefined
-    const reject = cmd?.reject
-    if (span === undefined || typeof reject !== 'function') return Reflect.apply(below, this, arguments)
+    if (span === undefined || typeof command !== 'object' || command === null) return Reflect.apply(below, this, arguments)
+    if (sent.has(command)) {
+      span.ignore()
+      return Reflect.apply(below, this, arguments)
+    }
+    sent.add(command)
+    const cmd = command as { reject?: unknown }
+    const reject = cmd.reject
+    if (typeof reject !== 'function') return Reflect.apply(below, this, arguments)
     let early = false
     const watching = function (this: unknown) {
       early = true
       return Reflect.apply(reject, this, arguments)
     }
-    cmd!.reject = watching
+    cmd.reject = watching
     try {
       return Reflect.apply(below, this, arguments)
     } finally {
-      if (cmd!.reject === watching) cmd!.reject = reject
+      if (cmd.reject === watching) cmd.reject = reject
       if (early) span.recordException()
     }
   }
