@@ -1,7 +1,7 @@
 import type { Faults } from '../faults'
 import type { PatchLogger } from '../patch'
 import type { Store } from '../store'
-import { CacheMetrics, addInstance, recordOutcome, recordOutcomeEverywhere, recordEverywhere, type CacheOutcome } from './metrics'
+import { CacheMetrics, addInstance, counterEverywhere, recordOutcome, recordOutcomeEverywhere, type CacheOutcome } from './metrics'
 import { countRedisGets } from './redis'
 import { wrapCache, type InstrumentCacheOptions } from './wrap'
 
@@ -30,7 +30,7 @@ export interface UpstreamCacheMetrics {
  * registered later too): convenient for caches created at module load, before the app.
  */
 export function instrumentCache<T extends object> (cache: T, options?: InstrumentCacheOptions): T {
-  return wrapCache(cache, recordEverywhere, options)
+  return wrapCache(cache, counterEverywhere(options?.backend), options)
 }
 
 /** Counts one get in every registered plugin instance; `backend` unset means each instance's `cache.backend`. */
@@ -63,10 +63,9 @@ export function startCacheMetrics (
       faults.report(err)
     }
   }
-  const record = metrics.record.bind(metrics)
   return {
     api: {
-      wrap: (cache, wrapOptions) => wrapCache(cache, record, wrapOptions),
+      wrap: (cache, wrapOptions) => wrapCache(cache, metrics.counter(wrapOptions?.backend), wrapOptions),
       record: (backend, outcome) => recordOutcome(metrics, backend, outcome)
     },
     stop () {

@@ -46,6 +46,23 @@ export class CacheMetrics {
     }
   }
 
+  /** A counter for one backend, its series resolved on first use. */
+  counter (backend: string | undefined): (hits: number, misses: number, fails: number) => void {
+    const label = typeof backend === 'string' && backend !== '' ? backend : this.defaultBackend
+    let cells: BackendCells | undefined
+    return (hits, misses, fails) => {
+      try {
+        cells ??= this.cells(label)
+        cells.get.value += hits + misses + fails
+        if (hits !== 0) cells.hits.value += hits
+        if (misses !== 0) cells.misses.value += misses
+        if (fails !== 0) cells.fail.value += fails
+      } catch (err) {
+        this.faults.report(err)
+      }
+    }
+  }
+
   reportFault (err: unknown): void {
     this.faults.report(err)
   }
@@ -72,8 +89,10 @@ export function addInstance (metrics: CacheMetrics): () => void {
   return () => { instances.delete(metrics) }
 }
 
-export function recordEverywhere (backend: string | undefined, hits: number, misses: number, fails: number): void {
-  for (const metrics of instances) metrics.record(backend, hits, misses, fails)
+export function counterEverywhere (backend: string | undefined): (hits: number, misses: number, fails: number) => void {
+  return (hits, misses, fails) => {
+    for (const metrics of instances) metrics.record(backend, hits, misses, fails)
+  }
 }
 
 export function recordOutcomeEverywhere (backend: string | undefined, outcome: CacheOutcome): void {

@@ -1,5 +1,5 @@
-/** Where a wrapped cache's gets are counted: one plugin instance, or every registered one. */
-export type CacheRecorder = (backend: string | undefined, hits: number, misses: number, fails: number) => void
+/** Counts gets of one wrapped cache: into one plugin instance, or every registered one. */
+export type CacheCounter = (hits: number, misses: number, fails: number) => void
 
 export interface InstrumentCacheOptions {
   /**
@@ -32,46 +32,53 @@ interface Bound {
  * Everything else is forwarded to the cache itself, so private fields and internal calls keep
  * working and are not counted; results, thrown errors and rejections are passed through unchanged.
  */
-export function wrapCache<T extends object> (cache: T, record: CacheRecorder, options: InstrumentCacheOptions = {}): T {
+export function wrapCache<T extends object> (cache: T, counter: CacheCounter, options: InstrumentCacheOptions = {}): T {
   if (cache === null || (typeof cache !== 'object' && typeof cache !== 'function')) {
     throw new TypeError('upstream-metrics: instrumentCache() needs a cache object with a get method')
   }
-  const backend = options.backend
   const isMiss = typeof options.isMiss === 'function' ? options.isMiss : isUndefined
   const target = cache as Record<PropertyKey, unknown>
   const methods = new Map<PropertyKey, Bound>()
 
-  function count (value: unknown, many: boolean): void {
-    const values = many && Array.isArray(value) ? value : [value]
-    let misses = 0
+  function missed (value: unknown): boolean {
     try {
-      for (const item of values) if (isMiss(item)) misses++
+      return isMiss(value)
     } catch {
-      // A throwing isMiss is the app's bug: the get returned a value, the rest count as hits.
+      // A throwing isMiss is the app's bug: the get returned a value, it counts as a hit.
+      return false
     }
-    record(backend, values.length - misses, misses, 0)
   }
 
-  function fail (args: unknown[], many: boolean): void {
-    const keys = many && Array.isArray(args[0]) ? args[0].length : 1
-    record(backend, 0, 0, keys)
+  function count (value: unknown, many: boolean): void {
+    if (many && Array.isArray(value)) {
+      let misses = 0
+      for (const item of value) if (missed(item)) misses++
+      counter(value.length - misses, misses, 0)
+    } else if (missed(value)) counter(0, 1, 0)
+    else counter(1, 0, 0)
+  }
+
+  function fail (key: unknown, many: boolean): void {
+    counter(0, 0, many && Array.isArray(key) ? key.length : 1)
   }
 
   function measure (original: Function, name: PropertyKey): Function {
-    return function measuredGet (this: unknown, ...args: unknown[]): unknown {
+    const alwaysMany = MANY.has(name)
+    return function measuredGet (this: unknown): unknown {
+      const key: unknown = arguments[0]
       // Keyv's get(keys[]) is its getMany.
-      const many = MANY.has(name) || (Array.isArray(args[0]) && typeof target.getMany === 'function')
+      const many = alwaysMany || (Array.isArray(key) && typeof target.getMany === 'function')
       let result: unknown
       try {
-        result = original.apply(cache, args)
+        result = arguments.length === 1 ? original.call(cache, key) : Reflect.apply(original, cache, arguments)
       } catch (err) {
-        fail(args, many)
+        fail(key, many)
         throw err
       }
       if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
         return (result as PromiseLike<unknown>).then(
           (value) => { count(value, many); return value },
-          (err: unknown) => { fail(args, many); throw err }
+          (err: unknown) => { fail(key, many); throw err }
         )
       }
       count(result, many)
@@ -81,8 +88,8 @@ export function wrapCache<T extends object> (cache: T, record: CacheRecorder, op
 
   // Methods run on the cache itself (private fields, internal calls); one returning the cache (`set` of Map and lru-cache) returns the wrapper.
   function forward (original: Function): Function {
-    return function forwarded (this: unknown, ...args: unknown[]): unknown {
-      const result = original.apply(cache, args)
+    return function forwarded (this: unknown): unknown {
+      const result = Reflect.apply(original, cache, arguments)
       return result === cache ? proxy : result
     }
   }
