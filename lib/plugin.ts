@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accessCheck, credentials, type Credentials } from './access'
+import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
@@ -26,6 +27,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
   instrumentHttp(fastify, store, options, faults)
   const stopDb = instrumentDb(fastify, store, options, faults, telemetry.provider)
+  const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
 
   const collectLocal = async () => await telemetry.collect()
   const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)
@@ -63,13 +65,15 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     meter: telemetry.meter,
     handler,
     metrics,
-    listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined
+    listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
+    cache: cache.api
   }
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {
     stopDb()
     stopRuntime?.()
+    cache.stop()
     clusterWorker?.close()
     if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
     await telemetry.shutdown()
