@@ -27,11 +27,11 @@ const success = async () => Number(/^celery_tasks\{state="SUCCESS"\} (\S+)/m.exe
 const queue = new Queue('bench', { connection, prefix })
 const worker = new Worker('bench', async () => 'ok', { connection, prefix, concurrency: 50, removeOnComplete: { count: 0 } })
 let done = 0
-worker.on('completed', () => { done++ })
+const allDone = new Promise((resolve) => worker.on('completed', () => { if (++done === JOBS) resolve() }))
 const cpuBefore = cpuSeconds(child.pid)
 const start = Date.now()
 for (let i = 0; i < JOBS; i += 500) await queue.addBulk(Array.from({ length: Math.min(500, JOBS - i) }, () => ({ name: 'job', data: {} })))
-for (let i = 0; i < 60000 && done < JOBS; i++) await sleep(1)
+await Promise.race([allDone, sleep(120_000)])
 const workersDone = Date.now()
 let seen = 0
 for (let i = 0; i < 1200 && seen < JOBS; i++) { seen = await success(); if (seen < JOBS) await sleep(25) }

@@ -1,11 +1,13 @@
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { accessCheck } from './access'
+import { accessCheck, credentials, type Credentials } from './access'
+import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
 import { Faults } from './faults'
+import { instrumentDb } from './db/index'
 import { instrumentHttp, kScrapeRoute } from './http'
 import { resolveOptions } from './options'
 import { Telemetry } from './provider'
@@ -25,6 +27,8 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const telemetry = new Telemetry(store, options.cardinalityLimit)
   const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
   instrumentHttp(fastify, store, options, faults)
+  const stopDb = instrumentDb(fastify, store, options, faults, telemetry.provider)
+  const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
   const worker = options.worker === undefined
     ? undefined
     : new WorkerCollector(store, { ...options.worker, log: fastify.log, cardinalityLimit: options.cardinalityLimit })
@@ -59,16 +63,26 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
 
   let listener: Server | undefined
   if (options.listener !== undefined) {
-    listener = await startListener(fastify, options.listener, metrics, checkAccess !== undefined)
+    if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
+    listener = await startListener(fastify, options.listener, metrics, credentials(options.auth))
   }
 
   // Started once nothing else can fail, so a failed registration leaves no connection behind.
   worker?.start()
-  const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics }
+  const address = listener?.address()
+  const decoration: UpstreamMetrics = {
+    meter: telemetry.meter,
+    handler,
+    metrics,
+    listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
+    cache: cache.api
+  }
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {
+    stopDb()
     stopRuntime?.()
+    cache.stop()
     clusterWorker?.close()
     await worker?.close()
     if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
@@ -81,12 +95,15 @@ async function startListener (
   fastify: FastifyInstance,
   address: { host: string, port: number },
   metrics: () => Promise<string>,
-  hasAuth: boolean
+  creds: Credentials | undefined
 ): Promise<Server> {
-  if (hasAuth) fastify.log.warn('upstream-metrics: auth applies to the app route only; the internal listener relies on its bind address')
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
       res.writeHead(404).end()
+      return
+    }
+    if (creds !== undefined && !creds.accepts(req.headers.authorization)) {
+      res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
     metrics().then(

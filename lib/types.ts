@@ -1,5 +1,6 @@
 import type { Meter } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { UpstreamCacheMetrics } from './cache'
 
 /** Options of `fastify.register(upstreamMetrics, options)`. */
 export interface UpstreamMetricsOptions {
@@ -61,12 +62,113 @@ export interface UpstreamMetricsOptions {
    */
   cluster?: boolean | { timeoutMs?: number }
   /**
+   * PostgreSQL metrics (`django_db_*`, `django_model_*`, migrations) from every query sent
+   * through `pg`, measured by `@opentelemetry/instrumentation-pg`; `false` turns them off.
+   * @default { alias: 'default', defaultSchema: 'public', migrations: false, semconvMetrics: false }
+   */
+  db?: false | DbOptions
+  /**
+   * Cache metrics (`django_cache_get_total`, `_hits`, `_misses`, `_fail`, by `backend`):
+   * `false` turns them off entirely; `true` is `{}`.
+   * @default { redis: true, redisBackend: 'redis', backend: 'locmem' }
+   */
+  cache?: boolean | CacheOptions
+  /**
    * Follow BullMQ queues in this process and add celery-prometheus-exporter's `celery_*`
    * series to the scrape, as the `upstream-metrics-worker` command does (no second process).
    * `true` takes every default. Celery series are never namespaced.
    * @default undefined
    */
   worker?: boolean | WorkerMetricsOptions
+}
+
+/** Connection details the `alias` function sees. */
+export interface DbConnectionInfo {
+  database?: string
+  host?: string
+  port?: number
+}
+
+export interface DbOptions {
+  /**
+   * The `alias` label (django's `DATABASES` key). A function tells several databases or
+   * pools apart by their connection, e.g. `({ port }) => port === 5433 ? 'replica' : 'default'`;
+   * it is called once per distinct connection.
+   * @default 'default'
+   */
+  alias?: string | ((connection: DbConnectionInfo) => string)
+  /**
+   * Schema whose tables are labelled without the schema in `django_model_*{model}`;
+   * tables elsewhere are labelled `schema.table`.
+   * @default 'public'
+   */
+  defaultSchema?: string
+  /**
+   * `django_migrations_applied_total` / `django_migrations_unapplied_total`, read once at
+   * startup, as django-prometheus's `PROMETHEUS_EXPORT_MIGRATIONS`.
+   * @default false
+   */
+  migrations?: false | MigrationsOptions
+  /**
+   * Also expose the OpenTelemetry semantic-convention metrics the instrumentation records
+   * itself: `db.client.operation.duration` and the pool connection gauges.
+   * @default false
+   */
+  semconvMetrics?: boolean
+}
+
+export type MigrationTool = 'node-pg-migrate' | 'knex' | 'prisma' | 'drizzle'
+
+export interface MigrationCounts {
+  applied: number
+  unapplied: number
+}
+
+export interface MigrationsOptions {
+  /**
+   * Runs the read of the migration table: a `pg` Pool or Client (anything with
+   * `query(text)` resolving to `{ rows }`). Needed unless `count` is given.
+   */
+  client?: { query: (text: string) => Promise<{ rows: unknown[] }> }
+  /**
+   * The tool whose table is read; unset, the first of node-pg-migrate (`pgmigrations`),
+   * knex (`knex_migrations`), Prisma (`_prisma_migrations`), drizzle
+   * (`drizzle.__drizzle_migrations`) whose table exists.
+   */
+  tool?: MigrationTool
+  /** The migration table, when not the tool's default (`schema.table` allowed). */
+  table?: string
+  /**
+   * Directory of migration files, to count the unapplied ones. Default per tool:
+   * `migrations`, `migrations`, `prisma/migrations`, `drizzle` (relative to the working
+   * directory). When it does not exist, unapplied is not exposed.
+   */
+  dir?: string
+  /** The `connection` label. @default the `alias` option when it is a string, else 'default' */
+  connection?: string
+  /** Your own count instead of reading a table. */
+  count?: () => MigrationCounts | Promise<MigrationCounts>
+}
+
+export interface CacheOptions {
+  /**
+   * Count every ioredis client's GET, `getBuffer`, MGET (each key) and pipelined GET,
+   * through OpenTelemetry's ioredis instrumentation: `null` is a miss, any other reply a
+   * hit, an error a failure.
+   * @default true
+   */
+  redis?: boolean
+  /**
+   * `backend` label of the Redis series (django-redis says `redis`, Django's own backend `native_redis`).
+   * @default 'redis'
+   */
+  redisBackend?: string
+  /**
+   * `backend` label of in-process caches (`instrumentCache`, `cache.wrap`, `recordCacheGet`)
+   * when the call names none.
+   * @default 'locmem'
+   */
+  backend?: string
 }
 
 /** The `worker` option: which BullMQ queues to follow. */
@@ -113,4 +215,8 @@ export interface UpstreamMetrics {
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   /** The current exposition text. */
   metrics(): Promise<string>
+  /** Where the internal listener (option `listener`) is bound, once registered. */
+  readonly listenerAddress: { host: string, port: number } | undefined
+  /** Cache metrics of this instance: wrap an in-process cache, or record a get by hand. */
+  readonly cache: UpstreamCacheMetrics
 }
