@@ -123,7 +123,9 @@ export const ROWS: RowSpec[] = [
   }
 ]
 
-const DATASOURCE = { type: 'prometheus', uid: '${datasource}' }
+/** Grafana's variable syntax, resolved by Grafana, not by JavaScript. */
+export const DATASOURCE_UID = '$' + '{datasource}'
+const DATASOURCE = { type: 'prometheus', uid: DATASOURCE_UID }
 
 function panel (spec: PanelSpec): TimeseriesBuilder | StatBuilder {
   const builder = spec.kind === 'stat' ? new StatBuilder() : new TimeseriesBuilder()
