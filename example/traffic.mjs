@@ -97,4 +97,9 @@ async function main () {
   if (result.requests > 0 && result.failures === result.requests) process.exitCode = 1
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await main()
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    console.error(err)
+    process.exit(1)
+  })
+}
