@@ -1,7 +1,7 @@
 // End to end: the demo against the real PostgreSQL, a real Prometheus with the repository's own
 // configuration (only intervals and targets overridden), traffic from the generator, then every
 // panel query of the shipped dashboard and every alert expression through Prometheus' HTTP API.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -66,7 +66,7 @@ function freePort (): Promise<number> {
 }
 
 /** Starts a process, keeps the tail of its output for failure messages, and stops it at teardown. */
-function start (t: Tap.Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess, output: () => string } {
+function start (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess, output: () => string } {
   const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   const keep = (chunk: Buffer): void => { output = (output + chunk.toString()).slice(-4000) }

@@ -1,6 +1,6 @@
 // The operations kit without Docker: dashboard generated from code and the metric table, alert rules
 // (promtool check + unit tests), Prometheus and Grafana configuration, compose.yaml and the Dockerfile.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, posix, resolve } from 'node:path'
@@ -71,7 +71,7 @@ function promqlNames (expr: string): { metrics: string[], labels: string[] } {
   return { metrics: [...new Set(metrics)], labels: [...new Set(labels)] }
 }
 
-function checkExpression (t: Tap.Test, where: string, expr: string): void {
+function checkExpression (t: Test, where: string, expr: string): void {
   const { metrics, labels } = promqlNames(expr)
   t.ok(metrics.length > 0, `${where}: uses a metric`)
   for (const name of metrics) t.ok(exposed.has(name), `${where}: ${name} is exposed by the plugin (lib/names.ts)`)
