@@ -57,9 +57,10 @@ export async function buildDemo ({
   const app = Fastify({ logger: { level: logLevel } })
   await app.register(upstreamMetrics, {
     excludePaths: ['/healthz']
-    // [merge] PostgreSQL and cache parts: pass their options here, e.g.
-    //   db: { migrations: { table: MIGRATIONS_TABLE } },
-    // and wrap the in-process cache in ./cache.mjs (see the [merge] note there).
+    // [merge] PostgreSQL part (option shape as on main): migration gauges from node-pg-migrate's table,
+    // read at startup, after migrate() above has run:
+    //   db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } },
+    // [merge] cache part: its option here, and wrap the in-process cache in ./cache.mjs (see the note there).
   })
 
   app.addHook('onClose', async () => {
