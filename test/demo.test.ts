@@ -49,6 +49,7 @@ t.test('the demo runs with nothing installed and every HTTP and runtime metric h
 
   const sent = await generateTraffic({ baseUrl: base, durationMs: 20_000, maxRequests: 200, concurrency: 2 }) as { requests: number, byStatus: Record<string, number>, failures: number }
   t.equal(sent.failures, 0, `every request got an answer: ${JSON.stringify(sent)}`)
+  t.ok(sent.requests <= 200, 'the generator keeps to its request bound')
   // The first round sends every scenario once: these statuses cannot be missing.
   for (const status of ['200', '201', '302', '400', '404', '500']) t.ok((sent.byStatus[status] ?? 0) > 0, `the mix has ${status}s`)
 

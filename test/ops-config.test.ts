@@ -27,6 +27,7 @@ interface Panel { id: number, type: string, title: string, datasource?: { uid?: 
 const dashboard = JSON.parse(read('dashboards/upstream-dashboard.json')) as {
   __inputs: Array<{ name: string, type: string, pluginId: string }>
   title: string
+  annotations: { list?: unknown[] }
   templating: { list: Array<{ name: string, type: string, query: string, current: { value: string } }> }
   panels: Panel[]
 }
@@ -93,6 +94,7 @@ t.test('the dashboard asks for the Prometheus data source on import', async (t) 
     for (const target of panel.targets ?? []) t.equal(target.datasource?.uid, DATASOURCE_UID, `${panel.title}: query data source`)
   }
   t.equal(new Set(dashboard.panels.map((p) => p.id)).size, dashboard.panels.length, 'panel ids are unique')
+  t.ok(Array.isArray(dashboard.annotations.list), 'annotations.list is an array (Grafana adds to it on load)')
 })
 
 t.test('the dashboard has the guide\'s panels and the on-call ones', async (t) => {

@@ -1,5 +1,5 @@
 import { LegendDisplayMode, LegendPlacement, SortOrder, TooltipDisplayMode, VizLegendOptionsBuilder, VizTooltipOptionsBuilder } from '@grafana/grafana-foundation-sdk/common'
-import { DashboardBuilder, DatasourceVariableBuilder, RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard'
+import { AnnotationQueryBuilder, DashboardBuilder, DatasourceVariableBuilder, RowBuilder } from '@grafana/grafana-foundation-sdk/dashboard'
 import { DataqueryBuilder } from '@grafana/grafana-foundation-sdk/prometheus'
 import { PanelBuilder as StatBuilder } from '@grafana/grafana-foundation-sdk/stat'
 import { PanelBuilder as TimeseriesBuilder } from '@grafana/grafana-foundation-sdk/timeseries'
@@ -152,6 +152,9 @@ export function buildDashboard (): Record<string, unknown> {
     .refresh('30s')
     .time({ from: 'now-1h', to: 'now' })
     .timezone('browser')
+    // Grafana's own annotations (and alert state changes), as every dashboard Grafana saves has.
+    .annotation(new AnnotationQueryBuilder().name('Annotations & Alerts').builtIn(1).type('dashboard')
+      .datasource({ type: 'grafana', uid: '-- Grafana --' }).enable(true).hide(true).iconColor('rgba(0, 211, 255, 1)'))
     .withVariable(new DatasourceVariableBuilder('datasource').label('Data source').type('prometheus')
       .current({ selected: true, text: `\${${DATASOURCE_INPUT}}`, value: `\${${DATASOURCE_INPUT}}` }))
   for (const row of ROWS) {
@@ -163,7 +166,7 @@ export function buildDashboard (): Record<string, unknown> {
   return {
     __inputs: [{ name: DATASOURCE_INPUT, label: 'Prometheus', description: 'Prometheus scraping the app', type: 'datasource', pluginId: 'prometheus', pluginName: 'Prometheus' }],
     __requires: [
-      { type: 'grafana', id: 'grafana', name: 'Grafana', version: '10.0.0' },
+      { type: 'grafana', id: 'grafana', name: 'Grafana', version: '11.0.0' },
       { type: 'datasource', id: 'prometheus', name: 'Prometheus', version: '1.0.0' },
       { type: 'panel', id: 'stat', name: 'Stat', version: '' },
       { type: 'panel', id: 'timeseries', name: 'Time series', version: '' }
