@@ -3,7 +3,8 @@
 import Redis from 'ioredis'
 import { LRUCache } from 'lru-cache'
 
-export function createCache (redisUrl) {
+/** ioredis reads are measured automatically; the in-process cache is wrapped with the plugin's cache metrics. */
+export function createCache (redisUrl, cacheMetrics) {
   if (redisUrl !== undefined && redisUrl !== '') {
     const redis = new Redis(redisUrl, { keyPrefix: 'um_demo:', maxRetriesPerRequest: 2 })
     return {
@@ -21,9 +22,7 @@ export function createCache (redisUrl) {
     }
   }
 
-  // [merge] cache metrics: wrap `lru` with the plugin's in-process cache wrapper here, so
-  // django_cache_* counts this backend too (ioredis is measured automatically).
-  const lru = new LRUCache({ max: 1000 })
+  const lru = cacheMetrics.wrap(new LRUCache({ max: 1000 }))
   return {
     backend: 'memory',
     async get (key) {

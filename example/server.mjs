@@ -52,16 +52,14 @@ export async function buildDemo ({
   const database = await databaseFromEnv()
   const pool = new pg.Pool({ connectionString: database.url, max: database.poolMax })
   await migrate(pool)
-  const cache = createCache(redisUrl)
 
   const app = Fastify({ logger: { level: logLevel } })
   await app.register(upstreamMetrics, {
-    excludePaths: ['/healthz']
-    // [merge] PostgreSQL part (option shape as on main): migration gauges from node-pg-migrate's table,
-    // read at startup, after migrate() above has run:
-    //   db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } },
-    // [merge] cache part: its option here, and wrap the in-process cache in ./cache.mjs (see the note there).
+    excludePaths: ['/healthz'],
+    // Migration gauges from node-pg-migrate's table, read at startup, after migrate() above has run.
+    db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } }
   })
+  const cache = createCache(redisUrl, app.upstreamMetrics.cache)
 
   app.addHook('onClose', async () => {
     await cache.close()

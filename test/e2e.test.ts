@@ -20,24 +20,13 @@ import { generateTraffic } from '../example/traffic.mjs'
  */
 const PENDING_UNTIL_MERGED: { panels: Record<string, string>, alerts: Record<string, string> } = {
   panels: {
-    'Database query counts': 'db',
-    'Database query latency (p95)': 'db',
-    'Database errors': 'db',
-    'New database connections': 'db',
-    'Model writes': 'db',
-    'Unapplied migrations': 'db',
-    'Cache hit ratio': 'cache',
-    'Cache gets': 'cache',
     'Queue length': 'worker',
     'Tasks by state': 'worker',
     'Tasks by name': 'worker',
     'Task latency (p95)': 'worker',
     Workers: 'worker'
   },
-  alerts: {
-    DatabaseErrors: 'db',
-    UnappliedMigrations: 'db'
-  }
+  alerts: {}
 }
 
 /** Alerts whose input series exist only when something is wrong: a healthy run must show them empty. */
