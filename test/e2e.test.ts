@@ -8,6 +8,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import IORedis from 'ioredis'
 import { parse, stringify } from 'yaml'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
@@ -19,13 +20,7 @@ import { generateTraffic } from '../example/traffic.mjs'
  * and it fails if a pending entry already returns data, so this list cannot go stale silently.
  */
 const PENDING_UNTIL_MERGED: { panels: Record<string, string>, alerts: Record<string, string> } = {
-  panels: {
-    'Queue length': 'worker',
-    'Tasks by state': 'worker',
-    'Tasks by name': 'worker',
-    'Task latency (p95)': 'worker',
-    Workers: 'worker'
-  },
+  panels: {},
   alerts: {}
 }
 
@@ -35,6 +30,8 @@ const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
 const ROOT = resolve(__dirname, '..')
 const PROMETHEUS_CONFIG = join(ROOT, 'monitoring/prometheus/prometheus.yml')
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+/** The worker part's Redis database; the run's queues live under their own BullMQ prefix in it. */
+const WORKER_REDIS_URL = 'redis://127.0.0.1:6379/6'
 /** Grafana's variables as Grafana would expand them for a 1s scrape interval. */
 const GRAFANA_VARIABLES: Record<string, string> = { $__rate_interval: '30s', $__interval: '5s', $__range: '5m' }
 const SETTLE_DEADLINE_MS = 60_000
@@ -102,13 +99,35 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   for (const title of Object.keys(PENDING_UNTIL_MERGED.panels)) t.ok(panels.some((p) => p.title === title), `pending panel "${title}" exists`)
   for (const name of [...Object.keys(PENDING_UNTIL_MERGED.alerts), ...EMPTY_WHEN_HEALTHY]) t.ok(rules.some((r) => r.alert === name), `alert ${name} exists`)
 
-  const [appPort, promPort] = [await freePort(), await freePort()]
+  const [appPort, promPort, exporterPort] = [await freePort(), await freePort(), await freePort()]
   const app = `http://127.0.0.1:${appPort}`
   const prom = `http://127.0.0.1:${promPort}`
   const demo = start(t, 'demo', process.execPath, ['example/server.mjs'], {
     ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'warn'
   })
   await waitFor('the demo to answer /healthz', 30_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
+
+  // The demo's BullMQ worker (producing jobs too) and the worker exporter, as compose runs them.
+  const bullPrefix = `um-e2e-${process.pid}`
+  const exporter = start(t, 'worker exporter', process.execPath, [
+    'dist/bin/worker.js', '--broker', WORKER_REDIS_URL, '--prefix', bullPrefix, '--addr', `127.0.0.1:${exporterPort}`, '--discover-interval', '1'
+  ], process.env)
+  const demoWorker = start(t, 'demo worker', process.execPath, ['example/worker.mjs'], {
+    ...process.env, REDIS_URL: WORKER_REDIS_URL, BULL_PREFIX: bullPrefix, DEMO_JOBS_PER_SECOND: '10'
+  })
+  t.teardown(async () => {
+    // Stopped first, so that it adds no keys after the cleanup.
+    if (demoWorker.child.exitCode === null && demoWorker.child.signalCode === null) {
+      const exited = new Promise((resolve) => demoWorker.child.once('exit', resolve))
+      demoWorker.child.kill('SIGTERM')
+      await Promise.race([exited, sleep(5000)])
+    }
+    const redis = new IORedis(WORKER_REDIS_URL)
+    const keys = await redis.keys(`${bullPrefix}:*`)
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
+  })
+  await waitFor('the worker exporter to answer', 30_000, async () => (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).ok, exporter.output)
 
   // The repository's configuration; only intervals and targets change (rule paths made absolute).
   const dir = mkdtempSync(join(tmpdir(), 'um-e2e-prometheus-'))
@@ -119,7 +138,8 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   config.rule_files = (config.rule_files as string[]).map((p) => resolve(dirname(PROMETHEUS_CONFIG), p))
   for (const job of config.scrape_configs as Array<Record<string, unknown>>) {
     delete job.dns_sd_configs
-    job.static_configs = [{ targets: [job.job_name === 'upstream' ? `127.0.0.1:${appPort}` : `127.0.0.1:${promPort}`] }]
+    const port = job.job_name === 'upstream' ? appPort : job.job_name === 'worker' ? exporterPort : promPort
+    job.static_configs = [{ targets: [`127.0.0.1:${port}`] }]
   }
   writeFileSync(join(dir, 'prometheus.yml'), stringify(config))
   const prometheus = start(t, 'prometheus', 'prometheus', [

@@ -5,8 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, posix, resolve } from 'node:path'
 import { parse } from 'yaml'
-import { CACHE, DB, exposedName, HTTP, MIGRATIONS, MODEL, RUNTIME, type MetricSpec } from '../lib/names'
-import { CELERY_PENDING } from '../dashboards/src/pending-names'
+import { CACHE, CELERY, DB, exposedName, HTTP, MIGRATIONS, MODEL, RUNTIME, type MetricSpec } from '../lib/names'
 import { DASHBOARD_TITLE, DATASOURCE_INPUT, DATASOURCE_UID, dashboardJson } from '../dashboards/src/upstream-dashboard'
 
 const ROOT = resolve(__dirname, '..')
@@ -37,9 +36,9 @@ interface Rule { alert: string, expr: string, for?: string, labels?: Record<stri
 const alertFiles = readdirSync(join(ROOT, 'alerts')).filter((f) => f.endsWith('.yml')).map((f) => `alerts/${f}`)
 const rules: Rule[] = alertFiles.flatMap((f) => (yamlFile(f).groups as Array<{ rules: Rule[] }>).flatMap((g) => g.rules))
 
-/** Every sample name the plugin exposes (plus the pending worker table), with the labels it carries. */
+/** Every sample name the plugin and the worker exporter expose, with the labels it carries. */
 const exposed = new Map<string, readonly string[]>()
-for (const table of [HTTP, DB, MODEL, MIGRATIONS, CACHE, RUNTIME, CELERY_PENDING]) {
+for (const table of [HTTP, DB, MODEL, MIGRATIONS, CACHE, RUNTIME, CELERY]) {
   for (const spec of Object.values(table) as MetricSpec[]) {
     const names = [spec.name, ...(spec.aliases ?? [])].map((n) => exposedName(n, spec.type))
     for (const name of names) {
@@ -173,7 +172,7 @@ t.test('compose.yaml validates and everything it mounts or builds exists', async
   tool('docker-compose', ['-f', 'compose.yaml', 'config', '-q'])
   const compose = yamlFile('compose.yaml')
   const services = compose.services as Record<string, any>
-  t.same(Object.keys(services).sort(), ['grafana', 'postgres', 'prometheus', 'redis', 'web'])
+  t.same(Object.keys(services).sort(), ['grafana', 'postgres', 'prometheus', 'redis', 'web', 'worker', 'worker-exporter'])
   const declaredVolumes = Object.keys(compose.volumes ?? {})
   const usedVolumes = new Set<string>()
   for (const [name, service] of Object.entries(services)) {

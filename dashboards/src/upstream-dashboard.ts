@@ -3,8 +3,7 @@ import { AnnotationQueryBuilder, DashboardBuilder, DatasourceVariableBuilder, Ro
 import { DataqueryBuilder } from '@grafana/grafana-foundation-sdk/prometheus'
 import { PanelBuilder as StatBuilder } from '@grafana/grafana-foundation-sdk/stat'
 import { PanelBuilder as TimeseriesBuilder } from '@grafana/grafana-foundation-sdk/timeseries'
-import { CACHE, DB, exposedName, HTTP, MIGRATIONS, MODEL, RUNTIME, SCRAPE_VIEW, type MetricSpec } from '../../lib/names'
-import { CELERY_PENDING as CELERY } from './pending-names'
+import { CACHE, CELERY, DB, exposedName, HTTP, MIGRATIONS, MODEL, RUNTIME, SCRAPE_VIEW, type MetricSpec } from '../../lib/names'
 
 export const DASHBOARD_UID = 'upstream-app'
 export const DASHBOARD_TITLE = 'Upstream Application Monitoring'
@@ -114,11 +113,13 @@ export const ROWS: RowSpec[] = [
   {
     title: 'Workers',
     panels: [
-      { title: 'Queue length', description: 'Jobs waiting, by queue.', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (queue) (${m(CELERY.queueLength)})`, legend: '{{queue}}' }] },
-      { title: 'Tasks by state', description: 'Tasks by state.', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (state) (${m(CELERY.tasks)})`, legend: '{{state}}' }] },
-      { title: 'Tasks by name', description: 'Tasks by name and state.', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (name, state) (${m(CELERY.tasksByName)})`, legend: '{{name}} {{state}}' }] },
-      { title: 'Task latency (p95)', description: '95th percentile of the wait between a task being received and started.', kind: 'timeseries', unit: 's', targets: [{ expr: p95(CELERY.taskLatency, []), legend: 'p95' }] },
-      { title: 'Workers', description: 'Workers alive.', kind: 'stat', unit: 'none', targets: [{ expr: `sum(${m(CELERY.workers)})`, legend: 'workers' }] }
+      { title: 'Queue length', description: 'Jobs waiting for a worker, by queue (BullMQ wait and prioritized lists).', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (queue) (${m(CELERY.queueLength)})`, legend: '{{queue}}' }] },
+      { title: 'Tasks by state', description: 'Tasks waiting (PENDING), scheduled (RECEIVED), running (STARTED) or waiting for a retry (RETRY) now.', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (state) (${m(CELERY.tasks)}{state=~"PENDING|RECEIVED|STARTED|RETRY"})`, legend: '{{state}}' }] },
+      { title: 'Task rate by state', description: 'Tasks finished per second: SUCCESS, FAILURE, and REVOKED (removed before they ran).', kind: 'timeseries', unit: 'ops', targets: [{ expr: `sum by (state) (${rate(CELERY.tasks, '{state=~"SUCCESS|FAILURE|REVOKED"}')})`, legend: '{{state}}' }] },
+      { title: 'Failures by task name', description: 'Tasks failed for good per second, by job name.', kind: 'timeseries', unit: 'ops', noValue: '0', targets: [{ expr: `sum by (name) (${rate(CELERY.tasksByName, '{state="FAILURE"}')})`, legend: '{{name}}' }] },
+      { title: 'Task latency (p95)', description: '95th percentile of the wait between a job becoming runnable and a worker starting it.', kind: 'timeseries', unit: 's', targets: [{ expr: p95(CELERY.latency, []), legend: 'p95' }] },
+      { title: 'Task runtime by name (p95)', description: '95th percentile run time of succeeded jobs, by job name.', kind: 'timeseries', unit: 's', targets: [{ expr: p95(CELERY.runtime, ['name']), legend: '{{name}}' }] },
+      { title: 'Workers', description: 'BullMQ workers connected to the queues.', kind: 'stat', unit: 'none', targets: [{ expr: `sum(${m(CELERY.workers)})`, legend: 'workers' }] }
     ]
   }
 ]
