@@ -147,10 +147,22 @@ t.test('without --queue, every queue under the prefix is found, including ones c
   await exporter.waitFor('Connected to broker')
   await after.add('y', {})
   await after.add('y', {})
-  const s = await until(async () => await scrape(exporter.url), (s) => s.get(key('celery_queue_length', { queue: 'beta' })) === 2, 'the new queue')
+  // Jobs that finish before the new queue is found are counted all the same.
+  const doneBeforeFound = new Queue('gamma', { connection, prefix })
+  const worker = new Worker('gamma', async () => 'ok', { connection, prefix })
+  t.teardown(async () => {
+    await worker.close(true)
+    await doneBeforeFound.close()
+  })
+  await doneBeforeFound.add('z', {})
+  await doneBeforeFound.add('z', {})
+  const s = await until(async () => await scrape(exporter.url), (s) => s.get(key('celery_queue_length', { queue: 'beta' })) === 2 && tasks(s).SUCCESS === 2, 'the new queues')
   t.equal(s.get(key('celery_queue_length', { queue: 'alpha' })), 1)
   t.equal(s.get(key('celery_queue_length', { queue: 'beta' })), 2)
-  await until(async () => await scrape(exporter.url), (s) => tasks(s).PENDING === 3, 'waiting jobs of both queues')
+  t.equal(s.get(key('celery_queue_length', { queue: 'gamma' })), 0)
+  t.same(byName(s, 'z'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 2, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.same(byName(s, 'x'), { PENDING: 1, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 }, 'a job waiting since before the start is PENDING')
+  t.equal(tasks(s).PENDING, 3, 'waiting jobs of both queues')
 })
 
 t.test('killed connections are reopened and later events still counted exactly once', async (t) => {

@@ -114,6 +114,8 @@ export class WorkerCollector {
   private refreshing: Promise<void> | undefined
   private wake: (() => void) | undefined
   private blockingReadyAt = 0
+  /** Redis' clock when following began, as a stream id: a queue found later is read from there. */
+  private startId = '0-0'
   private readonly lastLogged = new Map<string, number>()
 
   constructor (store: Store, private readonly options: WorkerCollectorOptions) {
@@ -171,13 +173,14 @@ export class WorkerCollector {
   /** Reads queue lengths and connected workers; bounded by `refreshTimeoutMs`, never throws. */
   async refresh (): Promise<void> {
     if (!this.initialized || this.command.status !== 'ready') return
-    this.refreshing ??= this.readLengthsAndWorkers().finally(() => { this.refreshing = undefined })
+    // Settles on its own: a scrape that stopped waiting must not leave a rejection unhandled.
+    this.refreshing ??= this.readLengthsAndWorkers()
+      .catch((err: unknown) => this.logOnce('refresh', 'warn', err, 'upstream-metrics-worker: reading queue lengths and workers failed; serving the last values'))
+      .finally(() => { this.refreshing = undefined })
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.refreshTimeoutMs) })
     try {
       await Promise.race([this.refreshing, timeout])
-    } catch (err) {
-      this.logOnce('refresh', 'warn', err, 'upstream-metrics-worker: reading queue lengths and workers failed; serving the last values')
     } finally {
       clearTimeout(timer)
     }
@@ -236,6 +239,8 @@ export class WorkerCollector {
       try {
         if (!this.initialized) {
           await this.ready()
+          const [seconds, micros] = await this.command.time()
+          this.startId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`
           if (this.discover) await this.discoverQueues()
           for (const q of this.queues.values()) await this.snapshot(q, true)
           this.initialized = true
@@ -301,7 +306,11 @@ export class WorkerCollector {
         if (name === '' || name.includes(':') || this.queues.has(name)) continue
         const q = this.track(name)
         if (this.options.verbose === true) this.options.log.info({ queue: name }, 'upstream-metrics-worker: following a new queue')
-        if (this.initialized) await this.snapshot(q, true)
+        if (this.initialized) {
+          // Created after the start (or not seen until now): its jobs since the start are counted.
+          q.lastId = this.startId
+          await this.snapshot(q, false)
+        }
       }
       cursor = next
       if (cursor === '0') break
