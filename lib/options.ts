@@ -1,7 +1,24 @@
 import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
-import type { MetricsAuthOptions, UpstreamMetricsOptions } from './types'
+import type { DbConnectionInfo, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
+
+export interface ResolvedMigrations {
+  client: MigrationsOptions['client']
+  tool: MigrationTool | undefined
+  table: string | undefined
+  dir: string | undefined
+  connection: string
+  count: MigrationsOptions['count']
+}
+
+export interface ResolvedDb {
+  enabled: boolean
+  alias: string | ((connection: DbConnectionInfo) => string)
+  defaultSchema: string
+  semconvMetrics: boolean
+  migrations: ResolvedMigrations | undefined
+}
 
 export interface ResolvedOptions {
   path: string | false
@@ -15,9 +32,13 @@ export interface ResolvedOptions {
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
   cache: ResolvedCacheOptions | false
+  db: ResolvedDb
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'cache'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache'])
+const DB_KEYS = ['alias', 'defaultSchema', 'migrations', 'semconvMetrics']
+const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
+const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
 
 function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
@@ -86,6 +107,47 @@ function cache (value: unknown): ResolvedCacheOptions | false {
   }
 }
 
+function dbOptions (value: unknown): ResolvedDb {
+  if (value === false) return { enabled: false, alias: 'default', defaultSchema: 'public', semconvMetrics: false, migrations: undefined }
+  const db = value ?? {}
+  if (!isPlainObject(db)) fail('db', 'must be false or an object', db)
+  for (const key of Object.keys(db)) {
+    if (!DB_KEYS.includes(key)) fail(`db.${key}`, `is not an option (allowed: ${DB_KEYS.join(', ')})`, db[key])
+  }
+  const alias = db.alias ?? 'default'
+  if (!(typeof alias === 'function' || (typeof alias === 'string' && alias !== ''))) fail('db.alias', 'must be a non-empty string or a function (connection) => string', alias)
+  const defaultSchema = db.defaultSchema ?? 'public'
+  if (typeof defaultSchema !== 'string' || defaultSchema === '') fail('db.defaultSchema', 'must be a non-empty string', defaultSchema)
+  const semconvMetrics = db.semconvMetrics ?? false
+  if (typeof semconvMetrics !== 'boolean') fail('db.semconvMetrics', 'must be true or false', semconvMetrics)
+  let migrations: ResolvedMigrations | undefined
+  const m = db.migrations
+  if (m !== undefined && m !== false) {
+    if (!isPlainObject(m)) fail('db.migrations', 'must be false or { client, tool?, table?, dir?, connection? } or { count }', m)
+    for (const key of Object.keys(m)) {
+      if (!MIGRATION_KEYS.includes(key)) fail(`db.migrations.${key}`, `is not an option (allowed: ${MIGRATION_KEYS.join(', ')})`, m[key])
+    }
+    if (m.count !== undefined && typeof m.count !== 'function') fail('db.migrations.count', 'must be a function () => { applied, unapplied }', m.count)
+    const client = m.client as { query?: unknown } | undefined
+    if (client !== undefined && (typeof client !== 'object' || client === null || typeof client.query !== 'function')) fail('db.migrations.client', 'must be a pg Pool or Client (with query())', client)
+    if (m.count === undefined && client === undefined) fail('db.migrations', 'needs a client (pg Pool or Client) or a count function', m)
+    if (m.tool !== undefined && !TOOLS.includes(m.tool as MigrationTool)) fail('db.migrations.tool', `must be one of ${TOOLS.join(', ')}`, m.tool)
+    for (const key of ['table', 'dir', 'connection']) {
+      if (m[key] !== undefined && (typeof m[key] !== 'string' || m[key] === '')) fail(`db.migrations.${key}`, 'must be a non-empty string', m[key])
+    }
+    if (m.table !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/.test(m.table as string)) fail('db.migrations.table', 'must be a plain table or schema.table name', m.table)
+    migrations = {
+      client: client as MigrationsOptions['client'],
+      tool: m.tool as MigrationTool | undefined,
+      table: m.table as string | undefined,
+      dir: m.dir as string | undefined,
+      connection: (m.connection as string | undefined) ?? (typeof alias === 'string' ? alias : 'default'),
+      count: m.count as MigrationsOptions['count']
+    }
+  }
+  return { enabled: true, alias: alias as ResolvedDb['alias'], defaultSchema, semconvMetrics, migrations }
+}
+
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
   const options = (input ?? {}) as Record<string, unknown>
   if (!isPlainObject(options)) fail('options', 'must be an object', options)
@@ -144,6 +206,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     auth: auth(options.auth),
     listener,
     cluster,
-    cache: cache(options.cache)
+    cache: cache(options.cache),
+    db: dbOptions(options.db)
   }
 }

@@ -7,6 +7,7 @@ import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
 import { Faults } from './faults'
+import { instrumentDb } from './db/index'
 import { instrumentHttp, kScrapeRoute } from './http'
 import { resolveOptions } from './options'
 import { Telemetry } from './provider'
@@ -25,6 +26,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const telemetry = new Telemetry(store, options.cardinalityLimit)
   const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
   instrumentHttp(fastify, store, options, faults)
+  const stopDb = instrumentDb(fastify, store, options, faults, telemetry.provider)
 
   const collectLocal = async () => await telemetry.collect()
   const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)
@@ -61,6 +63,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {
+    stopDb()
     stopRuntime?.()
     cache.stop()
     clusterWorker?.close()

@@ -62,11 +62,85 @@ export interface UpstreamMetricsOptions {
    */
   cluster?: boolean | { timeoutMs?: number }
   /**
+   * PostgreSQL metrics (`django_db_*`, `django_model_*`, migrations) from every query sent
+   * through `pg`, measured by `@opentelemetry/instrumentation-pg`; `false` turns them off.
+   * @default { alias: 'default', defaultSchema: 'public', migrations: false, semconvMetrics: false }
+   */
+  db?: false | DbOptions
+  /**
    * Cache metrics (`django_cache_get_total`, `_hits`, `_misses`, `_fail`, by `backend`):
    * `false` turns them off entirely; `true` is `{}`.
    * @default { redis: true, redisBackend: 'redis', backend: 'locmem' }
    */
   cache?: boolean | CacheOptions
+}
+
+/** Connection details the `alias` function sees. */
+export interface DbConnectionInfo {
+  database?: string
+  host?: string
+  port?: number
+}
+
+export interface DbOptions {
+  /**
+   * The `alias` label (django's `DATABASES` key). A function tells several databases or
+   * pools apart by their connection, e.g. `({ port }) => port === 5433 ? 'replica' : 'default'`;
+   * it is called once per distinct connection.
+   * @default 'default'
+   */
+  alias?: string | ((connection: DbConnectionInfo) => string)
+  /**
+   * Schema whose tables are labelled without the schema in `django_model_*{model}`;
+   * tables elsewhere are labelled `schema.table`.
+   * @default 'public'
+   */
+  defaultSchema?: string
+  /**
+   * `django_migrations_applied_total` / `django_migrations_unapplied_total`, read once at
+   * startup, as django-prometheus's `PROMETHEUS_EXPORT_MIGRATIONS`.
+   * @default false
+   */
+  migrations?: false | MigrationsOptions
+  /**
+   * Also expose the OpenTelemetry semantic-convention metrics the instrumentation records
+   * itself: `db.client.operation.duration` and the pool connection gauges.
+   * @default false
+   */
+  semconvMetrics?: boolean
+}
+
+export type MigrationTool = 'node-pg-migrate' | 'knex' | 'prisma' | 'drizzle'
+
+export interface MigrationCounts {
+  applied: number
+  unapplied: number
+}
+
+export interface MigrationsOptions {
+  /**
+   * Runs the read of the migration table: a `pg` Pool or Client (anything with
+   * `query(text)` resolving to `{ rows }`). Needed unless `count` is given.
+   */
+  client?: { query: (text: string) => Promise<{ rows: unknown[] }> }
+  /**
+   * The tool whose table is read; unset, the first of node-pg-migrate (`pgmigrations`),
+   * knex (`knex_migrations`), Prisma (`_prisma_migrations`), drizzle
+   * (`drizzle.__drizzle_migrations`) whose table exists.
+   */
+  tool?: MigrationTool
+  /** The migration table, when not the tool's default (`schema.table` allowed). */
+  table?: string
+  /**
+   * Directory of migration files, to count the unapplied ones. Default per tool:
+   * `migrations`, `migrations`, `prisma/migrations`, `drizzle` (relative to the working
+   * directory). When it does not exist, unapplied is not exposed.
+   */
+  dir?: string
+  /** The `connection` label. @default the `alias` option when it is a string, else 'default' */
+  connection?: string
+  /** Your own count instead of reading a table. */
+  count?: () => MigrationCounts | Promise<MigrationCounts>
 }
 
 export interface CacheOptions {

@@ -1,0 +1,273 @@
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import pg from 'pg'
+import { INVALID_SPAN_CONTEXT, trace } from '@opentelemetry/api'
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
+import Fastify, { type FastifyInstance } from 'fastify'
+import upstreamMetrics from '../lib/index'
+import { patchRefs } from '../lib/patch'
+import script from './fixtures/db/script.cjs'
+
+// pg is imported above, before any plugin registers: the usual order in real apps.
+const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const { setup, teardown, run, expectedSamples, parseSamples, dbSamples, key } = script
+
+async function metrics (app: FastifyInstance): Promise<Map<string, number>> {
+  const res = await app.inject('/metrics')
+  return parseSamples(res.body)
+}
+
+function wrapped (): boolean {
+  return (pg.Client.prototype.query as { __wrapped?: boolean }).__wrapped === true
+}
+
+t.test('the known script gives exact counts, errors by Django class and model rows', async (t) => {
+  const p = 'um_pg_core'
+  await setup(pg, url, p)
+  t.teardown(() => teardown(pg, url, p))
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  await app.ready()
+  await run(pg, url, p)
+  const samples = await metrics(app)
+  await app.close()
+  t.same(Object.fromEntries(dbSamples(samples)), Object.fromEntries(expectedSamples(p)))
+  t.equal(samples.get(key('django_db_query_duration_seconds_bucket', { alias: 'default', le: '+Inf', vendor: 'postgresql' })), 19)
+})
+
+t.test('two instances count separately; a closed one stops; the last close removes the patch', async (t) => {
+  const a = Fastify()
+  const b = Fastify()
+  await a.register(upstreamMetrics, { runtimeMetrics: false })
+  await b.register(upstreamMetrics, { runtimeMetrics: false, db: { alias: 'replica' } })
+  t.ok(wrapped(), 'pg, loaded before the plugin, is patched')
+  t.equal(patchRefs('pg'), 2)
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  await pool.query('SELECT 1')
+  await a.close()
+  t.equal(patchRefs('pg'), 1)
+  await pool.query('SELECT 2')
+  await pool.query('SELECT 3')
+  const inB = await metrics(b)
+  await b.close()
+  t.equal(patchRefs('pg'), 0)
+  t.notOk(wrapped(), 'the patch is gone with the last instance')
+  await pool.query('SELECT 4')
+  await pool.end()
+  t.equal(inB.get(key('django_db_execute_total', { alias: 'replica', vendor: 'postgresql' })), 3)
+  t.equal(inB.get(key('django_db_new_connections_total', { alias: 'replica', vendor: 'postgresql' })), 1)
+
+  const c = Fastify()
+  await c.register(upstreamMetrics, { runtimeMetrics: false })
+  t.ok(wrapped(), 'patched again by a new instance')
+  const pool2 = new pg.Pool({ connectionString: url, max: 1 })
+  await pool2.query('SELECT 1')
+  await pool2.end()
+  const inC = await metrics(c)
+  await c.close()
+  t.equal(inC.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
+})
+
+t.test('an alias function tells databases apart', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false, db: { alias: ({ database }) => database === 'postgres' ? 'other' : 'default' } })
+  const main = new pg.Pool({ connectionString: url, max: 1 })
+  const other = new pg.Pool({ connectionString: url.replace(/\/[^/]*$/, '/postgres'), max: 1 })
+  await main.query('SELECT 1')
+  await other.query('SELECT 1')
+  await other.query('SELECT 2')
+  await main.end()
+  await other.end()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'other', vendor: 'postgresql' })), 2)
+  t.equal(samples.get(key('django_db_new_connections_total', { alias: 'other', vendor: 'postgresql' })), 1)
+})
+
+t.test('db: false measures nothing and patches nothing', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false, db: false })
+  t.notOk(wrapped())
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  await pool.query('SELECT 1')
+  await pool.end()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), undefined)
+})
+
+t.test('a loaded pg that cannot be instrumented gets one warning naming the preload', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'um-pg-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const pkg = join(dir, 'node_modules', 'pg')
+  mkdirSync(pkg, { recursive: true })
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'pg', version: '99.0.0', main: 'index.js' }))
+  writeFileSync(join(pkg, 'index.js'), 'class Client { query () {} }\nmodule.exports = { Client }\n')
+  const fake = require(pkg) as { Client: { prototype: { query: { __wrapped?: boolean } } } }
+  t.teardown(() => { delete require.cache[join(pkg, 'index.js')] })
+
+  const warnings: string[] = []
+  const logger = { level: 'warn', stream: { write: (line: string) => { warnings.push(line) } } }
+  const a = Fastify({ logger })
+  const b = Fastify({ logger })
+  await a.register(upstreamMetrics, { runtimeMetrics: false })
+  await b.register(upstreamMetrics, { runtimeMetrics: false })
+  await a.close()
+  await b.close()
+  const about = warnings.filter((w) => w.includes('99.0.0'))
+  t.equal(about.length, 1, 'one warning for that copy, whatever the number of instances')
+  t.match(about[0], /could not be instrumented/)
+  t.match(about[0], /--import upstream-metrics\/register/)
+  t.match(about[0], /--require upstream-metrics\/register/)
+  t.notOk(fake.Client.prototype.query.__wrapped)
+})
+
+t.test('migrations: applied rows and unapplied files of node-pg-migrate, or an app count', async (t) => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  t.teardown(async () => {
+    await client.query('DROP SCHEMA IF EXISTS um_pg_mig CASCADE')
+    await client.end()
+  })
+  await client.query('DROP SCHEMA IF EXISTS um_pg_mig CASCADE')
+  await client.query('CREATE SCHEMA um_pg_mig')
+  await client.query('CREATE TABLE um_pg_mig.pgmigrations (id serial PRIMARY KEY, name varchar(255) NOT NULL, run_on timestamp NOT NULL DEFAULT now())')
+  await client.query("INSERT INTO um_pg_mig.pgmigrations (name) VALUES ('1700000000000_init'), ('1700000000001_users')")
+  const dir = mkdtempSync(join(tmpdir(), 'um-pg-mig-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  for (const f of ['1700000000000_init.js', '1700000000001_users.js', '1700000000002_orders.js', '1700000000003_index.sql']) writeFileSync(join(dir, f), '')
+
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false, db: { migrations: { client, tool: 'node-pg-migrate', table: 'um_pg_mig.pgmigrations', dir } } })
+  await app.ready()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(samples.get(key('django_migrations_applied_total', { connection: 'default' })), 2)
+  t.equal(samples.get(key('django_migrations_unapplied_total', { connection: 'default' })), 2)
+
+  const off = Fastify()
+  await off.register(upstreamMetrics, { runtimeMetrics: false })
+  await off.ready()
+  const none = await metrics(off)
+  await off.close()
+  t.equal(none.get(key('django_migrations_applied_total', { connection: 'default' })), undefined, 'off by default')
+
+  const counted = Fastify()
+  await counted.register(upstreamMetrics, { runtimeMetrics: false, db: { alias: 'main', migrations: { count: async () => ({ applied: 7, unapplied: 1 }) } } })
+  await counted.ready()
+  const own = await metrics(counted)
+  await counted.close()
+  t.equal(own.get(key('django_migrations_applied_total', { connection: 'main' })), 7)
+  t.equal(own.get(key('django_migrations_unapplied_total', { connection: 'main' })), 1)
+})
+
+t.test('semantic-convention metrics only when asked', async (t) => {
+  const on = Fastify()
+  const off = Fastify()
+  await on.register(upstreamMetrics, { runtimeMetrics: false, db: { semconvMetrics: true } })
+  await off.register(upstreamMetrics, { runtimeMetrics: false })
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  await pool.query('SELECT 1')
+  await pool.query('SELEC 1').catch(() => {})
+  await pool.end()
+  const withSemconv = (await on.inject('/metrics')).body
+  const without = (await off.inject('/metrics')).body
+  await on.close()
+  await off.close()
+  t.match(withSemconv, /^db_client_operation_duration\w*_count\{[^}]*db_operation_name="SELECT"[^}]*\} 1/m)
+  t.match(withSemconv, /^db_client_operation_duration\w*_count\{[^}]*db_operation_name="OTHER"[^}]*error_type="42601"[^}]*\} 1/m, 'no SQL text in the label')
+  t.notMatch(withSemconv, /SELEC"/)
+  t.notMatch(without, /db_client_operation_duration/)
+})
+
+t.test('invalid db options fail at register, naming the option', async (t) => {
+  const cases: Array<[unknown, string]> = [
+    [{ alias: '' }, 'db.alias'],
+    [{ alias: 3 }, 'db.alias'],
+    [{ defaultSchema: '' }, 'db.defaultSchema'],
+    [{ semconvMetrics: 'yes' }, 'db.semconvMetrics'],
+    [{ migrations: {} }, 'db.migrations'],
+    [{ migrations: { client: {} } }, 'db.migrations.client'],
+    [{ migrations: { count: 1 } }, 'db.migrations.count'],
+    [{ migrations: { count: () => ({ applied: 0, unapplied: 0 }), tool: 'flyway' } }, 'db.migrations.tool'],
+    [{ migrations: { count: () => ({ applied: 0, unapplied: 0 }), table: 'x; drop' } }, 'db.migrations.table'],
+    [{ vendor: 'mysql' }, 'db.vendor'],
+    ['yes', 'db']
+  ]
+  for (const [db, name] of cases) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(upstreamMetrics, { db } as never) }, { code: 'UPSTREAM_METRICS_INVALID_OPTION', message: new RegExp(`option "${name.replace(/\./g, '\\.')}"`) }, name)
+    await app.close()
+  }
+})
+
+t.test('several copies of pg already loaded are all patched, and all unpatched at the end', async (t) => {
+  const copies = join(__dirname, 'fixtures', 'db', 'copies')
+  const copy = join(copies, 'node_modules', 'pg')
+  cpSync(join(__dirname, '..', 'node_modules', 'pg'), copy, { recursive: true })
+  t.teardown(() => {
+    for (const file of Object.keys(require.cache)) if (file.startsWith(copies)) delete require.cache[file]
+    rmSync(copies, { recursive: true, force: true })
+  })
+  const other = require(copy) as typeof pg
+  t.not(other.Client, pg.Client, 'a distinct copy')
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  t.ok(wrapped())
+  t.equal((other.Client.prototype.query as { __wrapped?: boolean }).__wrapped, true)
+  const a = new pg.Pool({ connectionString: url, max: 1 })
+  const b = new other.Pool({ connectionString: url, max: 1 })
+  await a.query('SELECT 1')
+  await b.query('SELECT 1')
+  await a.end()
+  await b.end()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 2)
+  t.notOk(wrapped())
+  t.notOk((other.Client.prototype.query as { __wrapped?: boolean }).__wrapped)
+})
+
+t.test('a failing alias function never reaches the app: its queries count as default', async (t) => {
+  const lines: string[] = []
+  const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => { lines.push(line) } } } })
+  await app.register(upstreamMetrics, { runtimeMetrics: false, db: { alias: () => { throw new Error('boom') } } })
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  const { rows } = await pool.query('SELECT 41 + 1 AS n')
+  await pool.end()
+  const samples = await metrics(app)
+  await app.close()
+  t.equal(rows[0].n, 42)
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
+  t.ok(lines.some((l) => l.includes('recording a metric failed')))
+})
+
+t.test("an app's own OpenTelemetry pg instrumentation keeps working beside the plugin", async (t) => {
+  const seen: string[] = []
+  const tracer = {
+    startSpan (name: string) {
+      seen.push(name)
+      return trace.wrapSpanContext(INVALID_SPAN_CONTEXT)
+    },
+    startActiveSpan () { throw new Error('unused') }
+  }
+  const theirs = new PgInstrumentation({ enabled: false })
+  theirs.setTracerProvider({ getTracer: () => tracer as never })
+  const definition = theirs.getModuleDefinitions().find((d) => d.name === 'pg')!
+  definition.patch!(pg, '8')
+  t.teardown(() => { definition.unpatch!(pg, '8') })
+
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  await pool.query('SELECT 1')
+  const samples = await metrics(app)
+  await app.close()
+  await pool.query('SELECT 2')
+  await pool.end()
+  t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
+  t.equal(seen.filter((n) => n.startsWith('pg.query')).length, 2, 'their spans, before and after the plugin closed')
+})
