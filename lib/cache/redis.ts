@@ -1,6 +1,5 @@
-import type { InstrumentationModuleDefinition } from '@opentelemetry/instrumentation'
+import { InstrumentationNodeModuleFile, isWrapped, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
-import { isWrapped } from '@opentelemetry/instrumentation'
 import { acquirePatch, type PatchLogger, type PatchSpec } from '../patch'
 import { preserveForeignWrappers } from './foreign'
 import type { CacheMetrics } from './metrics'
@@ -107,8 +106,55 @@ export function createIoredisInstrumentation (): IORedisInstrumentation {
     // Order matters: the detector must end up directly under the instrumentation's wrapper.
     installDetector(definition)
     preserveForeignWrappers(definition)
+    oncePerPrototype(definition)
+    definition.files.push(classFile(definition))
   }
   return instrumentation
+}
+
+const patchedPrototypes = new WeakSet<object>()
+
+/** The class reaches us twice (its file, then the package main): patch it once, unpatch it once. */
+function oncePerPrototype (definition: InstrumentationModuleDefinition): void {
+  const patch = definition.patch
+  const unpatch = definition.unpatch
+  if (typeof patch !== 'function') return
+  definition.patch = (exports: unknown, version?: string) => {
+    const prototype = redisPrototype(exports)
+    if (prototype !== undefined) {
+      if (patchedPrototypes.has(prototype)) return exports
+      patchedPrototypes.add(prototype)
+    }
+    return patch.call(definition, exports, version)
+  }
+  definition.unpatch = (exports: unknown, version?: string) => {
+    const prototype = redisPrototype(exports)
+    if (prototype !== undefined) {
+      if (!patchedPrototypes.has(prototype)) return
+      patchedPrototypes.delete(prototype)
+    }
+    unpatch?.call(definition, exports, version)
+  }
+}
+
+/**
+ * `import('ioredis')` from ESM loads the package main through the ESM loader, which the
+ * require hook never sees; the main then `require`s `built/Redis.js`, which it does see. So
+ * the class is also patched from that file (ioredis 5).
+ */
+function classFile (definition: InstrumentationModuleDefinition): InstrumentationNodeModuleFile {
+  const classOf = (exports: unknown): unknown => (exports as { default?: unknown } | undefined)?.default
+  return new InstrumentationNodeModuleFile(
+    'ioredis/built/Redis.js',
+    ['>=5.0.0 <6'],
+    (exports: unknown, version?: string) => {
+      definition.patch?.(classOf(exports), version)
+      return exports
+    },
+    (exports: unknown, version?: string) => {
+      definition.unpatch?.(classOf(exports), version)
+    }
+  )
 }
 
 /** The patch of ioredis, for `acquirePatch` (the plugin, and the preload entry). */
