@@ -51,8 +51,9 @@ async function app (options: Record<string, unknown> = {}): Promise<FastifyInsta
 
 t.test('ioredis reads are counted with exact hit, miss and failure counts, under both names', async (t) => {
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
-  t.teardown(() => redis.disconnect())
-  await redis.del(`${P}a`, `${P}empty`, `${P}zero`, `${P}missing`, `${P}hash`)
+  const keys = [`${P}a`, `${P}empty`, `${P}zero`, `${P}missing`, `${P}hash`, `${P}other`]
+  t.teardown(async () => { await redis.del(...keys); redis.disconnect() })
+  await redis.del(...keys)
   // Writes before the plugin exists are not reads anyway.
   await redis.set(`${P}a`, 'A')
   await redis.set(`${P}empty`, '')
@@ -102,7 +103,7 @@ t.test('ioredis reads are counted with exact hit, miss and failure counts, under
 t.test('the redis backend label is configurable, several instances each count, and close unpatches', async (t) => {
   const original = Redis.prototype.sendCommand
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
-  t.teardown(() => redis.disconnect())
+  t.teardown(async () => { await redis.del(`${P}b`); redis.disconnect() })
   await redis.set(`${P}b`, 'B')
   await redis.del(`${P}nothing`)
 
@@ -141,7 +142,7 @@ t.test("the app's own ioredis tracing instrumentation keeps working alongside", 
   const theirs = Redis.prototype.sendCommand
 
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
-  t.teardown(() => redis.disconnect())
+  t.teardown(async () => { await redis.del(`${P}c`); redis.disconnect() })
   await redis.set(`${P}c`, 'C')
   seen.length = 0
 
