@@ -8,8 +8,8 @@ import { GetSpan, addRedisSink, readTracerProvider } from './spans'
 
 type Method = (this: unknown, ...args: unknown[]) => unknown
 
-/** Commands already sent once: ioredis sends its offline queue (and cluster redirections) again. */
-const sent = new WeakSet<object>()
+/** Marks commands already sent once: ioredis sends its offline queue (and cluster redirections) again. A WeakSet cost more in GC. */
+const kSent = Symbol('upstream-metrics.sent')
 
 /** The GetSpan whose command the instrumentation is about to send (set by its request hook, taken by `detectEarlyReject`). */
 let pending: GetSpan | undefined
@@ -26,12 +26,12 @@ function detectEarlyReject (below: Method): Method {
     const span = pending
     pending = undefined
     if (span === undefined || typeof command !== 'object' || command === null) return Reflect.apply(below, this, arguments)
-    if (sent.has(command)) {
+    const cmd = command as { reject?: unknown, [kSent]?: true }
+    if (cmd[kSent] === true) {
       span.ignore()
       return Reflect.apply(below, this, arguments)
     }
-    sent.add(command)
-    const cmd = command as { reject?: unknown }
+    cmd[kSent] = true
     const reject = cmd.reject
     if (typeof reject !== 'function') return Reflect.apply(below, this, arguments)
     let early = false
