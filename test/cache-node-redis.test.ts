@@ -62,6 +62,7 @@ t.test('node-redis reads are counted with exact hit, miss and failure counts', a
   t.equal(await client.get(`${P}a`), 'A') // hit
   t.equal(await client.get(`${P}missing`), null) // miss
   t.equal(await client.get(`${P}empty`), '') // hit: present though empty
+  t.equal(await client.sendCommand(['GET', `${P}a`]), 'A') // hit: the raw command is a get too
   t.same(await client.mGet([`${P}a`, `${P}missing`, `${P}zero`]), ['A', null, '0']) // 2 hits, 1 miss
   t.same(await client.multi().get(`${P}a`).exec(), ['A']) // a transaction: not counted
   t.same(await client.multi().get(`${P}a`).get(`${P}missing`).execAsPipeline(), ['A', null]) // 1 hit, 1 miss
@@ -79,7 +80,7 @@ t.test('node-redis reads are counted with exact hit, miss and failure counts', a
   await t.rejects(down.get(`${P}a`)) // failure
   await t.rejects(down.mGet([`${P}a`, `${P}zero`])) // 2 failures: each key
 
-  t.same(await counts(fastify), { total: 13, hits: 5, misses: 3, fail: 5, guideHits: 5, guideMisses: 3 })
+  t.same(await counts(fastify), { total: 14, hits: 6, misses: 3, fail: 5, guideHits: 6, guideMisses: 3 })
   await fastify.close()
   t.equal(patchRefs('node-redis'), 0)
 })
