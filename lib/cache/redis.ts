@@ -167,11 +167,19 @@ export const IOREDIS_PATCH: PatchSpec<IORedisInstrumentation> = {
 /**
  * Counts the GETs and MGETs of every ioredis and node-redis client into `metrics` under
  * `backend`, until the returned function is called. The instrumentations are patched through
- * patch.ts (shared and reference-counted with the preload entry and other plugin instances).
+ * patch.ts (shared and reference-counted with the preload entry and other plugin instances);
+ * one that cannot be set up is reported to `fault` and does not keep the other from working.
  */
-export function countRedisGets (metrics: CacheMetrics, backend: string, log?: PatchLogger): () => void {
+export function countRedisGets (metrics: CacheMetrics, backend: string, fault: (err: unknown) => void, log?: PatchLogger): () => void {
   const removeSink = addRedisSink(metrics, backend)
-  const leases = [acquirePatch(IOREDIS_PATCH, log), acquirePatch(NODE_REDIS_PATCH, log)]
+  const leases: Array<{ release: () => void }> = []
+  for (const spec of [IOREDIS_PATCH, NODE_REDIS_PATCH] as PatchSpec[]) {
+    try {
+      leases.push(acquirePatch(spec, log))
+    } catch (err) {
+      fault(err)
+    }
+  }
   return () => {
     removeSink()
     for (const lease of leases) lease.release()
