@@ -350,6 +350,7 @@ function moduleValue<T> (module: unknown): T {
 
 interface PrivateApi {
   recordOperationDuration: (attributes: unknown, start: unknown) => void
+  _setPoolConnectEventListeners: (pool: unknown) => void
   _getClientQueryPatch: () => (original: AnyFn) => AnyFn
   _getClientConnectPatch: () => (original: AnyFn) => AnyFn
   _getPoolConnectPatch: () => (original: AnyFn) => AnyFn
@@ -410,6 +411,12 @@ function createPgInstrumentation (): PgInstrumentation {
         return m
       }
     }
+  }
+
+  // The pool gauges' listeners run on every checkout and release: only for semconv.
+  const listen = self._setPoolConnectEventListeners
+  self._setPoolConnectEventListeners = function (this: unknown, pool: unknown) {
+    if (hub.meters.active) listen.call(this, pool)
   }
 
   // Its semantic-convention histogram costs an attributes copy and two clock reads per
