@@ -10,12 +10,12 @@ import { djangoErrorType, type DjangoDbError } from './errors'
 import { StatementCache, type ModelStatement } from './sql'
 
 /**
- * The stock `@opentelemetry/instrumentation-pg` does the patching; this file gives it a
- * tracer of our own whose spans are plain records of one query or one connection
- * (text, connection, result, SQLSTATE, start time). When a span ends, the hub hands it
- * to every registered plugin instance (a sink), which bumps its store cells. No span is
- * exported, the global tracer and context are untouched, and an app's own tracing keeps
- * working beside it.
+ * The stock `@opentelemetry/instrumentation-pg` does the patching and wraps every query;
+ * this file gives it a tracer of our own whose spans are plain records of one query
+ * (text, connection attributes, result, SQLSTATE, start time). When a span ends, the hub
+ * hands the finished query to every registered plugin instance (a sink), which bumps its
+ * store cells. No span is exported, the global tracer and context are untouched, and an
+ * app's own tracing keeps working beside it.
  */
 
 export interface ConnectionInfo {
