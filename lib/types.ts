@@ -129,7 +129,7 @@ export interface MigrationsOptions {
    * (`drizzle.__drizzle_migrations`) whose table exists.
    */
   tool?: MigrationTool
-  /** The migration table, when not the tool's default (`schema.table` allowed). */
+  /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. */
   table?: string
   /**
    * Directory of migration files, to count the unapplied ones. Default per tool:
