@@ -11,28 +11,41 @@ function safeEqual (given: string, expected: Buffer): boolean {
   return timingSafeEqual(digest(given), expected)
 }
 
+/** Bearer and basic credentials, checkable on any request's `Authorization` header. */
+export interface Credentials {
+  readonly challenge: string
+  accepts (authorization: string | undefined): boolean
+}
+
+export function credentials (auth: MetricsAuthOptions | undefined): Credentials | undefined {
+  if (auth === undefined || (auth.bearerToken === undefined && auth.basic === undefined)) return undefined
+  const bearer = auth.bearerToken === undefined ? undefined : digest(auth.bearerToken)
+  const basic = auth.basic === undefined ? undefined : digest(`${auth.basic.username}:${auth.basic.password}`)
+  return {
+    challenge: [basic && 'Basic realm="metrics", charset="UTF-8"', bearer && 'Bearer realm="metrics"'].filter(Boolean).join(', '),
+    accepts (authorization) {
+      if (typeof authorization !== 'string') return false
+      const space = authorization.indexOf(' ')
+      const scheme = authorization.slice(0, space).toLowerCase()
+      const given = authorization.slice(space + 1).trim()
+      if (bearer !== undefined && scheme === 'bearer' && safeEqual(given, bearer)) return true
+      return basic !== undefined && scheme === 'basic' && safeEqual(Buffer.from(given, 'base64').toString('utf8'), basic)
+    }
+  }
+}
+
 export type AccessCheck = (request: FastifyRequest, reply: FastifyReply) => Promise<boolean>
 
 /** Returns a check that answers 401/403 itself and resolves false when the scrape is refused. */
 export function accessCheck (auth: MetricsAuthOptions | undefined): AccessCheck | undefined {
   if (auth === undefined) return undefined
-  const bearer = auth.bearerToken === undefined ? undefined : digest(auth.bearerToken)
-  const basic = auth.basic === undefined ? undefined : digest(`${auth.basic.username}:${auth.basic.password}`)
+  const creds = credentials(auth)
   const check = auth.check
-  const challenge = [basic && 'Basic realm="metrics", charset="UTF-8"', bearer && 'Bearer realm="metrics"'].filter(Boolean).join(', ')
-
   return async function checkAccess (request, reply) {
-    const header = request.headers.authorization
-    if (typeof header === 'string') {
-      const space = header.indexOf(' ')
-      const scheme = header.slice(0, space).toLowerCase()
-      const credentials = header.slice(space + 1).trim()
-      if (bearer !== undefined && scheme === 'bearer' && safeEqual(credentials, bearer)) return true
-      if (basic !== undefined && scheme === 'basic' && safeEqual(Buffer.from(credentials, 'base64').toString('utf8'), basic)) return true
-    }
+    if (creds?.accepts(request.headers.authorization) === true) return true
     if (check !== undefined && await check(request) === true) return true
-    if (challenge !== '') {
-      reply.code(401).header('www-authenticate', challenge).type('text/plain; charset=utf-8').send('Unauthorized\n')
+    if (creds !== undefined) {
+      reply.code(401).header('www-authenticate', creds.challenge).type('text/plain; charset=utf-8').send('Unauthorized\n')
     } else {
       reply.code(403).type('text/plain; charset=utf-8').send('Forbidden\n')
     }

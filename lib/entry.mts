@@ -1,5 +1,5 @@
 import api from './index.js'
 
 export default api.default
-export const { upstreamMetrics, setupClusterPrimary, CONTENT_TYPE, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS } = api
-export type { MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions } from './index.js'
+export const { upstreamMetrics, setupClusterPrimary, CONTENT_TYPE, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS, instrumentCache, recordCacheGet } = api
+export type { CacheOptions, CacheOutcome, InstrumentCacheOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamCacheMetrics, UpstreamMetrics, UpstreamMetricsOptions } from './index.js'

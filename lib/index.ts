@@ -1,7 +1,9 @@
 import type { RouteMetricsConfig, UpstreamMetrics } from './types'
 import plugin from './plugin'
 
-export type { MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions } from './types'
+export type { CacheOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions } from './types'
+export type { CacheOutcome, InstrumentCacheOptions, UpstreamCacheMetrics } from './cache'
+export { instrumentCache, recordCacheGet } from './cache'
 export { setupClusterPrimary } from './cluster'
 export { CONTENT_TYPE } from './exposition'
 export { DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS } from './names'

@@ -1,3 +1,4 @@
+import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import type { DbConnectionInfo, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
@@ -31,9 +32,10 @@ export interface ResolvedOptions {
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
   db: ResolvedDb
+  cache: ResolvedCacheOptions | false
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache'])
 const DB_KEYS = ['alias', 'defaultSchema', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -53,10 +55,10 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-function bool (options: Record<string, unknown>, name: string, fallback: boolean): boolean {
+function bool (options: Record<string, unknown>, name: string, fallback: boolean, prefix = ''): boolean {
   const value = options[name]
   if (value === undefined) return fallback
-  if (typeof value !== 'boolean') fail(name, 'must be true or false', value)
+  if (typeof value !== 'boolean') fail(prefix + name, 'must be true or false', value)
   return value
 }
 
@@ -125,6 +127,28 @@ function dbOptions (value: unknown): ResolvedDb {
   return { enabled: true, alias: alias as ResolvedDb['alias'], defaultSchema, semconvMetrics, migrations }
 }
 
+const CACHE_KEYS = ['redis', 'redisBackend', 'backend']
+
+function label (option: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || value === '' || value.length > 100) fail(option, 'must be a non-empty string of at most 100 characters', value)
+  return value
+}
+
+function cache (value: unknown): ResolvedCacheOptions | false {
+  if (value === false) return false
+  if (value === undefined || value === true) return { redis: true, redisBackend: 'redis', backend: 'locmem' }
+  if (!isPlainObject(value)) fail('cache', 'must be true, false or { redis?, redisBackend?, backend? }', value)
+  for (const key of Object.keys(value)) {
+    if (!CACHE_KEYS.includes(key)) fail(`cache.${key}`, `is not an option (allowed: ${CACHE_KEYS.join(', ')})`, value[key])
+  }
+  return {
+    redis: bool(value, 'redis', true, 'cache.'),
+    redisBackend: label('cache.redisBackend', value.redisBackend, 'redis'),
+    backend: label('cache.backend', value.backend, 'locmem')
+  }
+}
+
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
   const options = (input ?? {}) as Record<string, unknown>
   if (!isPlainObject(options)) fail('options', 'must be an object', options)
@@ -183,6 +207,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     auth: auth(options.auth),
     listener,
     cluster,
-    db: dbOptions(options.db)
+    db: dbOptions(options.db),
+    cache: cache(options.cache)
   }
 }

@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { accessCheck } from './access'
+import { accessCheck, credentials, type Credentials } from './access'
+import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
@@ -26,6 +27,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
   instrumentHttp(fastify, store, options, faults)
   const stopDb = instrumentDb(fastify, store, options, faults, telemetry.provider)
+  const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
 
   const collectLocal = async () => await telemetry.collect()
   const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)
@@ -54,15 +56,24 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
 
   let listener: Server | undefined
   if (options.listener !== undefined) {
-    listener = await startListener(fastify, options.listener, metrics, checkAccess !== undefined)
+    if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
+    listener = await startListener(fastify, options.listener, metrics, credentials(options.auth))
   }
 
-  const decoration: UpstreamMetrics = { meter: telemetry.meter, handler, metrics }
+  const address = listener?.address()
+  const decoration: UpstreamMetrics = {
+    meter: telemetry.meter,
+    handler,
+    metrics,
+    listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
+    cache: cache.api
+  }
   fastify.decorate(DECORATOR, decoration)
 
   fastify.addHook('onClose', async () => {
     stopDb()
     stopRuntime?.()
+    cache.stop()
     clusterWorker?.close()
     if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
     await telemetry.shutdown()
@@ -74,12 +85,15 @@ async function startListener (
   fastify: FastifyInstance,
   address: { host: string, port: number },
   metrics: () => Promise<string>,
-  hasAuth: boolean
+  creds: Credentials | undefined
 ): Promise<Server> {
-  if (hasAuth) fastify.log.warn('upstream-metrics: auth applies to the app route only; the internal listener relies on its bind address')
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
       res.writeHead(404).end()
+      return
+    }
+    if (creds !== undefined && !creds.accepts(req.headers.authorization)) {
+      res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
     metrics().then(

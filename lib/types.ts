@@ -1,5 +1,6 @@
 import type { Meter } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { UpstreamCacheMetrics } from './cache'
 
 /** Options of `fastify.register(upstreamMetrics, options)`. */
 export interface UpstreamMetricsOptions {
@@ -66,6 +67,12 @@ export interface UpstreamMetricsOptions {
    * @default { alias: 'default', defaultSchema: 'public', migrations: false, semconvMetrics: false }
    */
   db?: false | DbOptions
+  /**
+   * Cache metrics (`django_cache_get_total`, `_hits`, `_misses`, `_fail`, by `backend`):
+   * `false` turns them off entirely; `true` is `{}`.
+   * @default { redis: true, redisBackend: 'redis', backend: 'locmem' }
+   */
+  cache?: boolean | CacheOptions
 }
 
 /** Connection details the `alias` function sees. */
@@ -136,6 +143,27 @@ export interface MigrationsOptions {
   count?: () => MigrationCounts | Promise<MigrationCounts>
 }
 
+export interface CacheOptions {
+  /**
+   * Count every ioredis client's GET, `getBuffer`, MGET (each key) and pipelined GET,
+   * through OpenTelemetry's ioredis instrumentation: `null` is a miss, any other reply a
+   * hit, an error a failure.
+   * @default true
+   */
+  redis?: boolean
+  /**
+   * `backend` label of the Redis series (django-redis says `redis`, Django's own backend `native_redis`).
+   * @default 'redis'
+   */
+  redisBackend?: string
+  /**
+   * `backend` label of in-process caches (`instrumentCache`, `cache.wrap`, `recordCacheGet`)
+   * when the call names none.
+   * @default 'locmem'
+   */
+  backend?: string
+}
+
 export interface MetricsAuthOptions {
   /** Accept `Authorization: Bearer <token>`. */
   bearerToken?: string
@@ -161,4 +189,8 @@ export interface UpstreamMetrics {
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   /** The current exposition text. */
   metrics(): Promise<string>
+  /** Where the internal listener (option `listener`) is bound, once registered. */
+  readonly listenerAddress: { host: string, port: number } | undefined
+  /** Cache metrics of this instance: wrap an in-process cache, or record a get by hand. */
+  readonly cache: UpstreamCacheMetrics
 }

@@ -16,7 +16,8 @@ interface AliasCells {
   readonly execute: Cell
   readonly duration: HistogramCell
   readonly newConnections: Cell
-  readonly newConnectionErrors: Cell
+  /** Created on the first failure: the series appears only then, as in django. */
+  newConnectionErrors: Cell | undefined
   readonly errors: Map<string, Cell>
 }
 
@@ -73,7 +74,7 @@ export function instrumentDb (
       execute: execute.cell(alias, VENDOR),
       duration: duration.cell(alias, VENDOR) as HistogramCell,
       newConnections: newConnections.cell(alias, VENDOR),
-      newConnectionErrors: newConnectionErrors.cell(alias, VENDOR),
+      newConnectionErrors: undefined,
       errors: new Map()
     }
   }
@@ -142,7 +143,7 @@ export function instrumentDb (
       try {
         const c = cells(connection.database, connection.host, connection.port)
         if (ok) c.newConnections.value++
-        else c.newConnectionErrors.value++
+        else (c.newConnectionErrors ??= newConnectionErrors.cell(c.execute.attributes.alias as string, VENDOR)).value++
       } catch (err) {
         faults.report(err)
       }

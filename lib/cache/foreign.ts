@@ -1,0 +1,57 @@
+import { isWrapped, type InstrumentationModuleDefinition, type InstrumentationModuleFile } from '@opentelemetry/instrumentation'
+
+type Method = (this: unknown, ...args: unknown[]) => unknown
+type Patchable = Pick<InstrumentationModuleDefinition | InstrumentationModuleFile, 'patch' | 'unpatch'>
+
+function candidates (exports: unknown): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = []
+  const add = (value: unknown): void => {
+    if ((typeof value === 'object' || typeof value === 'function') && value !== null && !out.includes(value as Record<string, unknown>)) out.push(value as Record<string, unknown>)
+  }
+  const root = exports as { default?: { prototype?: unknown }, prototype?: unknown } | undefined
+  add(root)
+  add(root?.prototype)
+  add(root?.default)
+  add(root?.default?.prototype)
+  return out
+}
+
+/**
+ * OpenTelemetry's Redis instrumentations unwrap whatever already wraps the functions they
+ * patch: an app tracing Redis with its own instrumentation would silently lose its spans once
+ * the plugin patches. Before each patch, every foreign wrapper (a function marked by shimmer)
+ * on the exports, their default export and prototypes is hidden behind a plain forwarding
+ * function, so it stays in the chain under ours; unpatching puts it back.
+ */
+export function preserveForeignWrappers (target: Patchable): void {
+  const patch = target.patch
+  const unpatch = target.unpatch
+  if (typeof patch !== 'function') return
+  const hidden = new WeakMap<object, Array<{ holder: Record<string, unknown>, name: string, foreign: Method, forwarder: Method }>>()
+  target.patch = function (this: unknown, exports: unknown, version?: string) {
+    if (exports !== null && (typeof exports === 'object' || typeof exports === 'function') && !hidden.has(exports)) {
+      const saved = []
+      for (const holder of candidates(exports)) {
+        for (const name of Object.getOwnPropertyNames(holder)) {
+          const descriptor = Object.getOwnPropertyDescriptor(holder, name)
+          const foreign = descriptor?.value as unknown
+          if (typeof foreign !== 'function' || !isWrapped(foreign) || descriptor?.writable !== true) continue
+          const wrapped = foreign as unknown as Method
+          const forwarder: Method = function (this: unknown) { return Reflect.apply(wrapped, this, arguments) }
+          holder[name] = forwarder
+          saved.push({ holder, name, foreign: wrapped, forwarder })
+        }
+      }
+      hidden.set(exports, saved)
+    }
+    return patch.call(target, exports, version) as unknown
+  } as typeof patch
+  target.unpatch = function (this: unknown, exports: unknown, version?: string) {
+    unpatch?.call(target, exports, version)
+    if (exports === null || (typeof exports !== 'object' && typeof exports !== 'function')) return
+    for (const { holder, name, foreign, forwarder } of hidden.get(exports) ?? []) {
+      if (holder[name] === forwarder) holder[name] = foreign
+    }
+    hidden.delete(exports)
+  }
+}

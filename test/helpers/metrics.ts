@@ -1,0 +1,61 @@
+/** A small parser of the Prometheus text format, for checking the real /metrics output. */
+export interface Exposition {
+  /** `name{a="1",b="2"}` (labels sorted) → value */
+  samples: Map<string, number>
+  help: Map<string, string>
+  type: Map<string, string>
+  lines: string[]
+}
+
+const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g
+
+export function parseLabels (raw: string | undefined): Record<string, string> {
+  const labels: Record<string, string> = {}
+  if (raw === undefined) return labels
+  for (const m of raw.matchAll(LABEL)) labels[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => c === 'n' ? '\n' : c)
+  return labels
+}
+
+export function key (name: string, labels: Record<string, string> = {}): string {
+  const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
+  const pairs = Object.keys(labels).sort().map((k) => `${k}="${escape(labels[k]!)}"`)
+  return pairs.length === 0 ? name : `${name}{${pairs.join(',')}}`
+}
+
+export function parse (text: string): Exposition {
+  const out: Exposition = { samples: new Map(), help: new Map(), type: new Map(), lines: text.split('\n') }
+  for (const line of out.lines) {
+    if (line === '') continue
+    if (line.startsWith('# HELP ')) {
+      const [, name, ...rest] = line.slice(2).split(' ')
+      out.help.set(name!, rest.join(' '))
+      continue
+    }
+    if (line.startsWith('# TYPE ')) {
+      const [, name, type] = line.slice(2).split(' ')
+      out.type.set(name!, type!)
+      continue
+    }
+    if (line.startsWith('#')) continue
+    const m = SAMPLE.exec(line)
+    if (m === null) throw new Error(`unparseable exposition line: ${JSON.stringify(line)}`)
+    const value = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4])
+    if (Number.isNaN(value) && m[4] !== 'NaN') throw new Error(`bad value in line: ${line}`)
+    const k = key(m[1]!, parseLabels(m[3]))
+    if (out.samples.has(k)) throw new Error(`duplicate series: ${k}`)
+    out.samples.set(k, value)
+  }
+  return out
+}
+
+/** Every series of a family (sample name), as label sets with values. */
+export function series (exposition: Exposition, name: string): Array<{ labels: Record<string, string>, value: number }> {
+  const result: Array<{ labels: Record<string, string>, value: number }> = []
+  for (const [k, value] of exposition.samples) {
+    const brace = k.indexOf('{')
+    const n = brace === -1 ? k : k.slice(0, brace)
+    if (n === name) result.push({ labels: parseLabels(brace === -1 ? undefined : k.slice(brace + 1, -1)), value })
+  }
+  return result
+}
