@@ -314,3 +314,28 @@ t.test('migrations of knex, Prisma and drizzle', async (t) => {
     t.equal(samples.get(key('django_migrations_unapplied_total', { connection: 'default' })), c.unapplied, `${c.tool} unapplied`)
   }
 })
+
+t.test('a multi-statement text counts each statement; a pool that cannot connect counts a connection error only', async (t) => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  await client.query('DROP TABLE IF EXISTS um_pg_multi; CREATE TABLE um_pg_multi (id int, v text)')
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  await client.query("INSERT INTO um_pg_multi VALUES (1, 'a'), (2, 'b'); SELECT 1; UPDATE um_pg_multi SET v = 'c' WHERE id = 2; DELETE FROM um_pg_multi")
+  const refused = new pg.Pool({ host: '127.0.0.1', port: await script.closedPort(), user: 'postgres', database: 'test', max: 1 })
+  await t.rejects(refused.query('SELECT 1'))
+  await refused.end()
+  const samples = await metrics(app)
+  await app.close()
+  await client.query('DROP TABLE IF EXISTS um_pg_multi')
+  await client.end()
+  const db = { alias: 'default', vendor: 'postgresql' }
+  t.equal(samples.get(key('django_db_execute_total', db)), 4)
+  t.equal(samples.get(key('django_db_query_duration_seconds_count', db)), 1, 'one call, one observation')
+  t.equal(samples.get(key('django_model_inserts_total', { model: 'um_pg_multi' })), 2)
+  t.equal(samples.get(key('django_model_updates_total', { model: 'um_pg_multi' })), 1)
+  t.equal(samples.get(key('django_model_deletes_total', { model: 'um_pg_multi' })), 2)
+  t.equal(samples.get(key('django_db_new_connection_errors_total', db)), 1)
+  t.equal(samples.get(key('django_db_new_connections_total', db)) ?? 0, 0, 'the client connected before the plugin')
+  t.equal(samples.get(key('django_db_errors_total', { ...db, type: 'OperationalError' })), undefined, 'no statement ran on the refused pool')
+})
