@@ -1,7 +1,8 @@
 // CPU time per query through pg, without and with upstream-metrics (every db metric on),
 // sequential and at concurrency 4, against PostgreSQL (DATABASE_URL or 127.0.0.1:5432/test).
-// Rounds alternate the two modes so drift on a shared machine hits both alike; the
-// figure is the median over rounds of this process's user+system CPU per query.
+// Each round measures without, with, with, without (ABBA) so drift on a shared machine
+// cancels; figures are medians over rounds of this process's user+system CPU per query,
+// and the ratio is the median of the per-round ratios.
 // Usage: npm run build && node bench/pg.mjs [--queries 4000] [--rounds 7]
 import os from 'node:os'
 import { parseArgs } from 'node:util'
@@ -57,21 +58,29 @@ async function main () {
       await measure(pool, workload, concurrency) // warm-up: JIT, connections
       const off = []
       const on = []
+      const ratios = []
       for (let r = 0; r < ROUNDS; r++) {
-        off.push(await measure(pool, workload, concurrency))
+        // ABBA order per round: a linear drift of the shared machine cancels out of the ratio.
+        const a1 = await measure(pool, workload, concurrency)
         const app = Fastify()
         await app.register(upstreamMetrics, { runtimeMetrics: false })
         await app.ready()
-        on.push(await measure(pool, workload, concurrency))
+        const b1 = await measure(pool, workload, concurrency)
+        const b2 = await measure(pool, workload, concurrency)
         const body = (await app.inject('/metrics')).body
         if (!/django_db_execute_total\{alias="default",vendor="postgresql"\} [1-9]/.test(body)) throw new Error('the plugin measured nothing')
         await app.close()
+        const a2 = await measure(pool, workload, concurrency)
+        off.push((a1 + a2) / 2)
+        on.push((b1 + b2) / 2)
+        ratios.push((b1 + b2) / (a1 + a2))
       }
       await pool.end()
       const a = median(off)
       const b = median(on)
-      rows.push({ name, concurrency, off: a, on: b, ratio: b / a })
-      console.error(`${name} c=${concurrency}: ${a.toFixed(1)} µs → ${b.toFixed(1)} µs (${(b / a).toFixed(3)}×)`)
+      const ratio = median(ratios)
+      rows.push({ name, concurrency, off: a, on: b, ratio, spread: [Math.min(...ratios), Math.max(...ratios)] })
+      console.error(`${name} c=${concurrency}: ${a.toFixed(1)} µs → ${b.toFixed(1)} µs (${ratio.toFixed(3)}×)`)
     }
   }
 
@@ -81,9 +90,9 @@ async function main () {
   await cleanup.end()
 
   console.log(`Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}, ${new Date().toISOString().slice(0, 10)}, ${QUERIES} queries × ${ROUNDS} rounds, median\n`)
-  console.log('| Workload | Concurrency | pg alone (CPU µs/query) | with upstream-metrics | Ratio |')
-  console.log('|---|---|---|---|---|')
-  for (const r of rows) console.log(`| ${r.name} | ${r.concurrency} | ${r.off.toFixed(1)} | ${r.on.toFixed(1)} | ${r.ratio.toFixed(2)}× |`)
+  console.log('| Workload | Concurrency | pg alone (CPU µs/query) | with upstream-metrics | Ratio (median of rounds) | Ratio range over rounds |')
+  console.log('|---|---|---|---|---|---|')
+  for (const r of rows) console.log(`| ${r.name} | ${r.concurrency} | ${r.off.toFixed(1)} | ${r.on.toFixed(1)} | ${r.ratio.toFixed(2)}× | ${r.spread[0].toFixed(2)}–${r.spread[1].toFixed(2)}× |`)
 }
 
 main().catch((err) => {

@@ -115,6 +115,7 @@ function dbOptions (value: unknown): ResolvedDb {
     for (const key of ['table', 'dir', 'connection']) {
       if (m[key] !== undefined && (typeof m[key] !== 'string' || m[key] === '')) fail(`db.migrations.${key}`, 'must be a non-empty string', m[key])
     }
+    if (m.table !== undefined && m.tool === undefined) fail('db.migrations.table', 'needs db.migrations.tool (the table alone does not tell the tool)', m.table)
     if (m.table !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/.test(m.table as string)) fail('db.migrations.table', 'must be a plain table or schema.table name', m.table)
     migrations = {
       client: client as MigrationsOptions['client'],

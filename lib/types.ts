@@ -136,7 +136,7 @@ export interface MigrationsOptions {
    * (`drizzle.__drizzle_migrations`) whose table exists.
    */
   tool?: MigrationTool
-  /** The migration table, when not the tool's default (`schema.table` allowed). */
+  /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. */
   table?: string
   /**
    * Directory of migration files, to count the unapplied ones. Default per tool:
@@ -152,9 +152,9 @@ export interface MigrationsOptions {
 
 export interface CacheOptions {
   /**
-   * Count every ioredis client's GET, `getBuffer`, MGET (each key) and pipelined GET,
-   * through OpenTelemetry's ioredis instrumentation: `null` is a miss, any other reply a
-   * hit, an error a failure.
+   * Count the GETs (plain, `getBuffer`, pipelined) and MGETs (each key) of every ioredis 5
+   * and node-redis 4–6 client, through OpenTelemetry's ioredis and redis instrumentations:
+   * `null` is a miss, any other reply a hit, an error a failure. Transactions are not counted.
    * @default true
    */
   redis?: boolean

@@ -144,3 +144,12 @@ t.test('cache: false leaves caches untouched and exposes no cache series', async
   recordCacheGet('anything', true)
   t.notMatch(await scrape(fastify), /django_cache/)
 })
+
+t.test('a frozen cache object still works through the wrapper', async (t) => {
+  const fastify = await app()
+  t.teardown(() => fastify.close())
+  const frozen = Object.freeze({ get: (key: string) => key === 'a' ? 1 : undefined })
+  const wrapped = fastify.upstreamMetrics.cache.wrap(frozen, { backend: 'frozen' })
+  t.equal(wrapped.get('a'), 1)
+  t.equal(wrapped.get('b'), undefined)
+})

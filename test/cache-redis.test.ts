@@ -51,8 +51,9 @@ async function app (options: Record<string, unknown> = {}): Promise<FastifyInsta
 
 t.test('ioredis reads are counted with exact hit, miss and failure counts, under both names', async (t) => {
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
-  t.teardown(() => redis.disconnect())
-  await redis.del(`${P}a`, `${P}empty`, `${P}zero`, `${P}missing`, `${P}hash`)
+  const keys = [`${P}a`, `${P}empty`, `${P}zero`, `${P}missing`, `${P}hash`, `${P}other`]
+  t.teardown(async () => { await redis.del(...keys); redis.disconnect() })
+  await redis.del(...keys)
   // Writes before the plugin exists are not reads anyway.
   await redis.set(`${P}a`, 'A')
   await redis.set(`${P}empty`, '')
@@ -68,6 +69,7 @@ t.test('ioredis reads are counted with exact hit, miss and failure counts, under
   const buffer = await redis.getBuffer(`${P}empty`) // hit: present though empty
   t.ok(Buffer.isBuffer(buffer) && buffer.length === 0)
   t.equal(await redis.get(`${P}zero`), '0') // hit
+  t.equal(await redis.call('GET', `${P}a`), 'A') // hit: the raw command is a get too
   t.same(await redis.mget(`${P}a`, `${P}missing`, `${P}zero`), ['A', null, '0']) // 2 hits, 1 miss
   t.same(await redis.pipeline().get(`${P}a`).get(`${P}missing`).set(`${P}other`, 'x').exec(), [[null, 'A'], [null, null], [null, 'OK']]) // 1 hit, 1 miss
   t.same(await redis.multi().get(`${P}a`).exec(), [[null, 'A']]) // not a cache get: a transaction
@@ -96,13 +98,13 @@ t.test('ioredis reads are counted with exact hit, miss and failure counts, under
   t.teardown(() => stuck.disconnect())
   await t.rejects(stuck.get(`${P}a`), /timed out/) // 1 failure
 
-  t.same(cacheCounts(await scrape(fastify), 'redis'), { total: 15, hits: 6, misses: 3, fail: 6, guideHits: 6, guideMisses: 3 })
+  t.same(cacheCounts(await scrape(fastify), 'redis'), { total: 16, hits: 7, misses: 3, fail: 6, guideHits: 7, guideMisses: 3 })
 })
 
 t.test('the redis backend label is configurable, several instances each count, and close unpatches', async (t) => {
   const original = Redis.prototype.sendCommand
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
-  t.teardown(() => redis.disconnect())
+  t.teardown(async () => { await redis.del(`${P}b`); redis.disconnect() })
   await redis.set(`${P}b`, 'B')
   await redis.del(`${P}nothing`)
 
@@ -141,7 +143,7 @@ t.test("the app's own ioredis tracing instrumentation keeps working alongside", 
   const theirs = Redis.prototype.sendCommand
 
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
-  t.teardown(() => redis.disconnect())
+  t.teardown(async () => { await redis.del(`${P}c`); redis.disconnect() })
   await redis.set(`${P}c`, 'C')
   seen.length = 0
 

@@ -193,7 +193,8 @@ t.test('invalid db options fail at register, naming the option', async (t) => {
     [{ migrations: { client: {} } }, 'db.migrations.client'],
     [{ migrations: { count: 1 } }, 'db.migrations.count'],
     [{ migrations: { count: () => ({ applied: 0, unapplied: 0 }), tool: 'flyway' } }, 'db.migrations.tool'],
-    [{ migrations: { count: () => ({ applied: 0, unapplied: 0 }), table: 'x; drop' } }, 'db.migrations.table'],
+    [{ migrations: { count: () => ({ applied: 0, unapplied: 0 }), tool: 'knex', table: 'x; drop' } }, 'db.migrations.table'],
+    [{ migrations: { count: () => ({ applied: 0, unapplied: 0 }), table: 'knex_migrations' } }, 'db.migrations.table'],
     [{ vendor: 'mysql' }, 'db.vendor'],
     ['yes', 'db']
   ]
@@ -270,4 +271,71 @@ t.test("an app's own OpenTelemetry pg instrumentation keeps working beside the p
   await pool.end()
   t.equal(samples.get(key('django_db_execute_total', { alias: 'default', vendor: 'postgresql' })), 1)
   t.equal(seen.filter((n) => n.startsWith('pg.query')).length, 2, 'their spans, before and after the plugin closed')
+})
+
+t.test('migrations of knex, Prisma and drizzle', async (t) => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  t.teardown(async () => {
+    await client.query('DROP SCHEMA IF EXISTS um_pg_mig2 CASCADE')
+    await client.end()
+  })
+  await client.query('DROP SCHEMA IF EXISTS um_pg_mig2 CASCADE')
+  await client.query('CREATE SCHEMA um_pg_mig2')
+  await client.query('CREATE TABLE um_pg_mig2.knex_migrations (id serial PRIMARY KEY, name varchar(255), batch int, migration_time timestamptz)')
+  await client.query("INSERT INTO um_pg_mig2.knex_migrations (name, batch) VALUES ('20240101_a.js', 1), ('20240102_b.js', 1), ('20240103_c.js', 2)")
+  await client.query('CREATE TABLE um_pg_mig2._prisma_migrations (id varchar(36) PRIMARY KEY, migration_name varchar(255), finished_at timestamptz, rolled_back_at timestamptz)')
+  await client.query("INSERT INTO um_pg_mig2._prisma_migrations VALUES ('1', '20240101_init', now(), NULL), ('2', '20240102_users', NULL, NULL), ('3', '20240103_bad', now(), now())")
+  await client.query('CREATE TABLE um_pg_mig2.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint)')
+  await client.query("INSERT INTO um_pg_mig2.__drizzle_migrations (hash, created_at) VALUES ('h1', 1700000000000), ('h2', 1700000001000)")
+
+  const root = mkdtempSync(join(tmpdir(), 'um-pg-tools-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  mkdirSync(join(root, 'knex'))
+  for (const f of ['20240101_a.js', '20240102_b.js', '20240103_c.js', '20240104_d.js']) writeFileSync(join(root, 'knex', f), '')
+  for (const d of ['20240101_init', '20240102_users', '20240103_bad', '20240104_orders']) mkdirSync(join(root, 'prisma', d), { recursive: true })
+  writeFileSync(join(root, 'prisma', 'migration_lock.toml'), '')
+  mkdirSync(join(root, 'drizzle', 'meta'), { recursive: true })
+  writeFileSync(join(root, 'drizzle', 'meta', '_journal.json'), JSON.stringify({ entries: [{ when: 1700000000000 }, { when: 1700000001000 }, { when: 1700000002000 }] }))
+
+  const cases = [
+    { tool: 'knex', table: 'um_pg_mig2.knex_migrations', dir: join(root, 'knex'), applied: 3, unapplied: 1 },
+    { tool: 'prisma', table: 'um_pg_mig2._prisma_migrations', dir: join(root, 'prisma'), applied: 1, unapplied: 3 },
+    { tool: 'drizzle', table: 'um_pg_mig2.__drizzle_migrations', dir: join(root, 'drizzle'), applied: 2, unapplied: 1 },
+    { tool: 'knex', table: 'um_pg_mig2.knex_migrations', dir: join(root, 'absent'), applied: 3, unapplied: undefined }
+  ] as const
+  for (const c of cases) {
+    const app = Fastify()
+    await app.register(upstreamMetrics, { runtimeMetrics: false, db: { migrations: { client, tool: c.tool, table: c.table, dir: c.dir } } })
+    await app.ready()
+    const samples = await metrics(app)
+    await app.close()
+    t.equal(samples.get(key('django_migrations_applied_total', { connection: 'default' })), c.applied, `${c.tool} applied`)
+    t.equal(samples.get(key('django_migrations_unapplied_total', { connection: 'default' })), c.unapplied, `${c.tool} unapplied`)
+  }
+})
+
+t.test('a multi-statement text counts each statement; a pool that cannot connect counts a connection error only', async (t) => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  await client.query('DROP TABLE IF EXISTS um_pg_multi; CREATE TABLE um_pg_multi (id int, v text)')
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  await client.query("INSERT INTO um_pg_multi VALUES (1, 'a'), (2, 'b'); SELECT 1; UPDATE um_pg_multi SET v = 'c' WHERE id = 2; DELETE FROM um_pg_multi")
+  const refused = new pg.Pool({ host: '127.0.0.1', port: await script.closedPort(), user: 'postgres', database: 'test', max: 1 })
+  await t.rejects(refused.query('SELECT 1'))
+  await refused.end()
+  const samples = await metrics(app)
+  await app.close()
+  await client.query('DROP TABLE IF EXISTS um_pg_multi')
+  await client.end()
+  const db = { alias: 'default', vendor: 'postgresql' }
+  t.equal(samples.get(key('django_db_execute_total', db)), 4)
+  t.equal(samples.get(key('django_db_query_duration_seconds_count', db)), 1, 'one call, one observation')
+  t.equal(samples.get(key('django_model_inserts_total', { model: 'um_pg_multi' })), 2)
+  t.equal(samples.get(key('django_model_updates_total', { model: 'um_pg_multi' })), 1)
+  t.equal(samples.get(key('django_model_deletes_total', { model: 'um_pg_multi' })), 2)
+  t.equal(samples.get(key('django_db_new_connection_errors_total', db)), 1)
+  t.equal(samples.get(key('django_db_new_connections_total', db)) ?? 0, 0, 'the client connected before the plugin')
+  t.equal(samples.get(key('django_db_errors_total', { ...db, type: 'OperationalError' })), undefined, 'no statement ran on the refused pool')
 })

@@ -54,15 +54,8 @@ export function startCacheMetrics (
   if (options === false) return { api: passThrough, stop: () => {} }
   const metrics = new CacheMetrics(store, faults, options.backend, cardinalityLimit)
   const removeInstance = addInstance(metrics)
-  let stopRedis: (() => void) | undefined
-  if (options.redis) {
-    try {
-      stopRedis = countRedisGets(metrics, options.redisBackend, log)
-    } catch (err) {
-      // Metrics must not keep the app from starting; the fault is logged.
-      faults.report(err)
-    }
-  }
+  // Metrics must not keep the app from starting: a patch that fails is logged as a fault.
+  const stopRedis = options.redis ? countRedisGets(metrics, options.redisBackend, (err) => faults.report(err), log) : undefined
   return {
     api: {
       wrap: (cache, wrapOptions) => wrapCache(cache, metrics.counter(wrapOptions?.backend), wrapOptions),

@@ -12,6 +12,13 @@ interface BackendCells {
   readonly fail: Cell
 }
 
+function bump (cells: BackendCells, hits: number, misses: number, fails: number): void {
+  cells.get.value += hits + misses + fails
+  if (hits !== 0) cells.hits.value += hits
+  if (misses !== 0) cells.misses.value += misses
+  if (fails !== 0) cells.fail.value += fails
+}
+
 /** One plugin instance's cache series (django-prometheus's four counters, by `backend`). */
 export class CacheMetrics {
   private readonly get: Family
@@ -33,14 +40,10 @@ export class CacheMetrics {
     this.fail = store.counter(CACHE.fail)
   }
 
-  /** Counts gets; never throws. `get_total` is always hits + misses + fails, as in django-prometheus's redis backends. */
+  /** Counts gets; never throws. `get_total` is always hits + misses + fails. */
   record (backend: string | undefined, hits: number, misses: number, fails: number): void {
     try {
-      const cells = this.cells(typeof backend === 'string' && backend !== '' ? backend : this.defaultBackend)
-      cells.get.value += hits + misses + fails
-      if (hits !== 0) cells.hits.value += hits
-      if (misses !== 0) cells.misses.value += misses
-      if (fails !== 0) cells.fail.value += fails
+      bump(this.cells(this.label(backend)), hits, misses, fails)
     } catch (err) {
       this.faults.report(err)
     }
@@ -48,15 +51,12 @@ export class CacheMetrics {
 
   /** A counter for one backend, its series resolved on first use. */
   counter (backend: string | undefined): (hits: number, misses: number, fails: number) => void {
-    const label = typeof backend === 'string' && backend !== '' ? backend : this.defaultBackend
+    const label = this.label(backend)
     let cells: BackendCells | undefined
     return (hits, misses, fails) => {
       try {
         cells ??= this.cells(label)
-        cells.get.value += hits + misses + fails
-        if (hits !== 0) cells.hits.value += hits
-        if (misses !== 0) cells.misses.value += misses
-        if (fails !== 0) cells.fail.value += fails
+        bump(cells, hits, misses, fails)
       } catch (err) {
         this.faults.report(err)
       }
@@ -65,6 +65,10 @@ export class CacheMetrics {
 
   reportFault (err: unknown): void {
     this.faults.report(err)
+  }
+
+  private label (backend: unknown): string {
+    return typeof backend === 'string' && backend !== '' ? backend : this.defaultBackend
   }
 
   private cells (backend: string): BackendCells {

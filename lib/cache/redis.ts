@@ -1,6 +1,5 @@
-import type { InstrumentationModuleDefinition } from '@opentelemetry/instrumentation'
+import { InstrumentationNodeModuleFile, isWrapped, type InstrumentationModuleDefinition } from '@opentelemetry/instrumentation'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
-import { isWrapped } from '@opentelemetry/instrumentation'
 import { acquirePatch, type PatchLogger, type PatchSpec } from '../patch'
 import { preserveForeignWrappers } from './foreign'
 import type { CacheMetrics } from './metrics'
@@ -9,8 +8,8 @@ import { GetSpan, addRedisSink, readTracerProvider } from './spans'
 
 type Method = (this: unknown, ...args: unknown[]) => unknown
 
-/** Commands already sent once: ioredis sends its offline queue (and cluster redirections) again. */
-const sent = new WeakSet<object>()
+/** Marks commands already sent once: ioredis sends its offline queue (and cluster redirections) again. A WeakSet cost more in GC. */
+const kSent = Symbol('upstream-metrics.sent')
 
 /** The GetSpan whose command the instrumentation is about to send (set by its request hook, taken by `detectEarlyReject`). */
 let pending: GetSpan | undefined
@@ -27,12 +26,12 @@ function detectEarlyReject (below: Method): Method {
     const span = pending
     pending = undefined
     if (span === undefined || typeof command !== 'object' || command === null) return Reflect.apply(below, this, arguments)
-    if (sent.has(command)) {
+    const cmd = command as { reject?: unknown, [kSent]?: true }
+    if (cmd[kSent] === true) {
       span.ignore()
       return Reflect.apply(below, this, arguments)
     }
-    sent.add(command)
-    const cmd = command as { reject?: unknown }
+    cmd[kSent] = true
     const reject = cmd.reject
     if (typeof reject !== 'function') return Reflect.apply(below, this, arguments)
     let early = false
@@ -107,8 +106,55 @@ export function createIoredisInstrumentation (): IORedisInstrumentation {
     // Order matters: the detector must end up directly under the instrumentation's wrapper.
     installDetector(definition)
     preserveForeignWrappers(definition)
+    oncePerPrototype(definition)
+    definition.files.push(classFile(definition))
   }
   return instrumentation
+}
+
+const patchedPrototypes = new WeakSet<object>()
+
+/** The class reaches us twice (its file, then the package main): patch it once, unpatch it once. */
+function oncePerPrototype (definition: InstrumentationModuleDefinition): void {
+  const patch = definition.patch
+  const unpatch = definition.unpatch
+  if (typeof patch !== 'function') return
+  definition.patch = (exports: unknown, version?: string) => {
+    const prototype = redisPrototype(exports)
+    if (prototype !== undefined) {
+      if (patchedPrototypes.has(prototype)) return exports
+      patchedPrototypes.add(prototype)
+    }
+    return patch.call(definition, exports, version)
+  }
+  definition.unpatch = (exports: unknown, version?: string) => {
+    const prototype = redisPrototype(exports)
+    if (prototype !== undefined) {
+      if (!patchedPrototypes.has(prototype)) return
+      patchedPrototypes.delete(prototype)
+    }
+    unpatch?.call(definition, exports, version)
+  }
+}
+
+/**
+ * `import('ioredis')` from ESM loads the package main through the ESM loader, which the
+ * require hook never sees; the main then `require`s `built/Redis.js`, which it does see. So
+ * the class is also patched from that file (ioredis 5).
+ */
+function classFile (definition: InstrumentationModuleDefinition): InstrumentationNodeModuleFile {
+  const classOf = (exports: unknown): unknown => (exports as { default?: unknown } | undefined)?.default
+  return new InstrumentationNodeModuleFile(
+    'ioredis/built/Redis.js',
+    ['>=5.0.0 <6'],
+    (exports: unknown, version?: string) => {
+      definition.patch?.(classOf(exports), version)
+      return exports
+    },
+    (exports: unknown, version?: string) => {
+      definition.unpatch?.(classOf(exports), version)
+    }
+  )
 }
 
 /** The patch of ioredis, for `acquirePatch` (the plugin, and the preload entry). */
@@ -121,11 +167,19 @@ export const IOREDIS_PATCH: PatchSpec<IORedisInstrumentation> = {
 /**
  * Counts the GETs and MGETs of every ioredis and node-redis client into `metrics` under
  * `backend`, until the returned function is called. The instrumentations are patched through
- * patch.ts (shared and reference-counted with the preload entry and other plugin instances).
+ * patch.ts (shared and reference-counted with the preload entry and other plugin instances);
+ * one that cannot be set up is reported to `fault` and does not keep the other from working.
  */
-export function countRedisGets (metrics: CacheMetrics, backend: string, log?: PatchLogger): () => void {
+export function countRedisGets (metrics: CacheMetrics, backend: string, fault: (err: unknown) => void, log?: PatchLogger): () => void {
   const removeSink = addRedisSink(metrics, backend)
-  const leases = [acquirePatch(IOREDIS_PATCH, log), acquirePatch(NODE_REDIS_PATCH, log)]
+  const leases: Array<{ release: () => void }> = []
+  for (const spec of [IOREDIS_PATCH, NODE_REDIS_PATCH] as PatchSpec[]) {
+    try {
+      leases.push(acquirePatch(spec, log))
+    } catch (err) {
+      fault(err)
+    }
+  }
   return () => {
     removeSink()
     for (const lease of leases) lease.release()

@@ -58,8 +58,9 @@ export class GetSpan implements Span {
     this.settled = true
   }
 
-  recordException (): void {
-    if (this.settled) return
+  recordException (exception?: unknown): void {
+    // A Redis Cluster redirection is retried by the client, under this same command: its outcome comes later.
+    if (this.settled || isRedirection(exception)) return
     this.settled = true
     recordRedis(0, 0, this.keys)
   }
@@ -79,6 +80,11 @@ export class GetSpan implements Span {
   updateName (): this { return this }
   end (): void {}
   isRecording (): boolean { return false }
+}
+
+function isRedirection (exception: unknown): boolean {
+  const message = (exception as { message?: unknown } | undefined)?.message
+  return typeof message === 'string' && /^(MOVED|ASK|TRYAGAIN) /.test(message)
 }
 
 // Inside MULTI ioredis replies "QUEUED", not the value, and django-prometheus never sees transactions either.

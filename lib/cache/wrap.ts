@@ -100,7 +100,10 @@ export function wrapCache<T extends object> (cache: T, counter: CacheCounter, op
       if (typeof value !== 'function' || property === 'constructor') return value
       const known = methods.get(property)
       if (known !== undefined && known.original === value) return known.bound
-      const bound = SINGLE.has(property) || MANY.has(property) ? measure(value, property) : forward(value)
+      // A frozen own method must be returned as it is (a Proxy invariant): such a get is not counted.
+      const own = Reflect.getOwnPropertyDescriptor(t, property)
+      const frozen = own !== undefined && own.configurable === false && own.writable === false
+      const bound = frozen ? value : SINGLE.has(property) || MANY.has(property) ? measure(value, property) : forward(value)
       methods.set(property, { original: value, bound })
       return bound
     },

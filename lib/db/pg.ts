@@ -10,12 +10,12 @@ import { djangoErrorType, type DjangoDbError } from './errors'
 import { StatementCache, type ModelStatement } from './sql'
 
 /**
- * The stock `@opentelemetry/instrumentation-pg` does the patching; this file gives it a
- * tracer of our own whose spans are plain records of one query or one connection
- * (text, connection, result, SQLSTATE, start time). When a span ends, the hub hands it
- * to every registered plugin instance (a sink), which bumps its store cells. No span is
- * exported, the global tracer and context are untouched, and an app's own tracing keeps
- * working beside it.
+ * The stock `@opentelemetry/instrumentation-pg` does the patching and wraps every query;
+ * this file gives it a tracer of our own whose spans are plain records of one query
+ * (text, connection attributes, result, SQLSTATE, start time). When a span ends, the hub
+ * hands the finished query to every registered plugin instance (a sink), which bumps its
+ * store cells. No span is exported, the global tracer and context are untouched, and an
+ * app's own tracing keeps working beside it.
  */
 
 export interface ConnectionInfo {
@@ -350,6 +350,7 @@ function moduleValue<T> (module: unknown): T {
 
 interface PrivateApi {
   recordOperationDuration: (attributes: unknown, start: unknown) => void
+  _setPoolConnectEventListeners: (pool: unknown) => void
   _getClientQueryPatch: () => (original: AnyFn) => AnyFn
   _getClientConnectPatch: () => (original: AnyFn) => AnyFn
   _getPoolConnectPatch: () => (original: AnyFn) => AnyFn
@@ -410,6 +411,12 @@ function createPgInstrumentation (): PgInstrumentation {
         return m
       }
     }
+  }
+
+  // The pool gauges' listeners run on every checkout and release: only for semconv.
+  const listen = self._setPoolConnectEventListeners
+  self._setPoolConnectEventListeners = function (this: unknown, pool: unknown) {
+    if (hub.meters.active) listen.call(this, pool)
   }
 
   // Its semantic-convention histogram costs an attributes copy and two clock reads per
