@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
 import { Queue, Worker, type Job } from 'bullmq'
@@ -7,7 +7,7 @@ import { Store } from '../lib/store'
 import { Telemetry } from '../lib/provider'
 import { WorkerCollector } from '../lib/worker/collector'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, tasks, uniquePrefix, until
+  BIN, REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
@@ -267,4 +267,21 @@ t.test('a blocking read left unanswered (CLIENT PAUSE on a private redis-server)
   const s = await until(metrics, (s) => tasks(s).SUCCESS === 3, 'events after the pause')
   t.equal(tasks(s).SUCCESS, 3, 'the loop recovered with a new connection')
   t.equal(s.get('celery_workers'), 1)
+})
+
+t.test('the command line: --help, --version, and bad arguments exit 2 with the usage', async (t) => {
+  const run = (...args: string[]): { status: number | null, out: string, err: string } => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 10_000 })
+    return { status: r.status, out: r.stdout, err: r.stderr }
+  }
+  const help = run('--help')
+  t.equal(help.status, 0)
+  t.match(help.out, /--broker URL[\s\S]*--addr HOST:PORT[\s\S]*--queue NAME[\s\S]*--prefix PREFIX/)
+  t.match(run('--version').out, /^\d+\.\d+\.\d+\n$/)
+  for (const args of [['--addr', 'nope'], ['--addr', '127.0.0.1:70000'], ['--broker', 'http://h/0'], ['--queue', 'a:b'], ['--prefix', ''], ['--discover-interval', '0'], ['--bogus']]) {
+    const bad = run(...args)
+    t.equal(bad.status, 2, args.join(' '))
+    t.match(bad.err, /usage: upstream-metrics-worker/)
+  }
+  t.notMatch(run('--broker', 'http://user:hunter2@h/0').err, 'hunter2', 'a password in the URL is not echoed')
 })
