@@ -285,3 +285,45 @@ t.test('the command line: --help, --version, and bad arguments exit 2 with the u
   }
   t.notMatch(run('--broker', 'http://user:hunter2@h/0').err, 'hunter2', 'a password in the URL is not echoed')
 })
+
+t.test('jobs that leave without an event (drain, obliterate) are caught at a scrape and the state rebuilt', async (t) => {
+  const prefix = uniquePrefix('drain')
+  const logs: string[] = []
+  const log = { info: (_: object, msg: string) => logs.push(msg), warn: (_: object, msg: string) => logs.push(msg), error: (_: object, msg: string) => logs.push(msg) }
+  const store = new Store('', 100)
+  const telemetry = new Telemetry(store, 100)
+  const collector = new WorkerCollector(store, { broker: REDIS_URL, queues: ['d'], prefix, log, blockMs: 200, rebuildIntervalMs: 0 })
+  const queue = new Queue('d', { connection, prefix })
+  t.teardown(async () => {
+    await queue.close()
+    await collector.close()
+    await telemetry.shutdown()
+    await dropPrefix(prefix)
+  })
+  const metrics = async (): Promise<Map<string, number>> => {
+    await collector.refresh()
+    return parse(telemetry.serialize(await telemetry.collect()))
+  }
+  collector.start()
+  await until(async () => logs, (l) => l.some((m) => m.includes('Connected to broker')), 'the collector to connect')
+  for (let i = 0; i < 3; i++) await queue.add('w', {})
+  await queue.add('d', {}, { delay: 600_000 })
+  const before = await until(metrics, (s) => tasks(s).PENDING === 3 && tasks(s).RECEIVED === 1, 'the jobs')
+  t.equal(before.get(key('celery_queue_length', { queue: 'd' })), 3)
+
+  await queue.drain() // removes the waiting jobs without an event per job
+  const drained = await until(metrics, (s) => tasks(s).PENDING === 0, 'the rebuild after drain')
+  t.same(tasks(drained), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 }, 'not REVOKED: drain is not a removal per job')
+  t.equal(drained.get(key('celery_queue_length', { queue: 'd' })), 0)
+
+  await queue.obliterate({ force: true })
+  const gone = await until(metrics, (s) => tasks(s).RECEIVED === 0, 'the rebuild after obliterate')
+  t.same(tasks(gone), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+
+  // The queue is used again after being obliterated: its new stream is followed.
+  const worker = new Worker('d', async () => 'ok', { connection, prefix })
+  t.teardown(async () => { await worker.close(true) })
+  await queue.add('w', {})
+  const again = await until(metrics, (s) => tasks(s).SUCCESS === 1, 'a job on the recreated queue')
+  t.equal(tasks(again).SUCCESS, 1)
+})

@@ -31,6 +31,8 @@ export interface WorkerCollectorOptions {
   refreshTimeoutMs?: number
   /** Log each queue found by discovery. */
   verbose?: boolean
+  /** Least time between two rebuilds of a queue's state when Redis' counts disagree with the tracked ones. */
+  rebuildIntervalMs?: number
   /** Most series per metric, as the plugin's `cardinalityLimit`. */
   cardinalityLimit?: number
 }
@@ -220,7 +222,7 @@ export class WorkerCollector {
       // this instant has been applied, the tracked count must match; if not, rebuild.
       const end = (row[6] as Array<[string, string[]]>)[0]?.[0] ?? '0-0'
       const unfinished = n.reduce((a, b) => a + b, 0)
-      if (end === q.lastId && unfinished !== q.current + q.untracked && now - q.lastSnapshot >= 10_000) q.needsSnapshot = true
+      if (end === q.lastId && unfinished !== q.current + q.untracked && now - q.lastSnapshot >= (this.options.rebuildIntervalMs ?? 10_000)) q.needsSnapshot = true
     })
   }
 
