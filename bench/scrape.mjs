@@ -1,0 +1,73 @@
+// Scrape cost at N route templates, 10 requests each: this plugin's /metrics text vs
+// prom-client holding the same django HTTP series. Prints one JSON line.
+import { createRequire } from 'node:module'
+import Fastify from 'fastify'
+
+const require = createRequire(import.meta.url)
+const [impl, routesArg, iterationsArg] = process.argv.slice(2)
+const routes = Number(routesArg)
+const iterations = Number(iterationsArg)
+const PER_ROUTE = 10
+
+function median (xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+async function pluginScrape () {
+  const { default: upstreamMetrics } = await import('../dist/entry.mjs')
+  const app = Fastify({ logger: false })
+  await app.register(upstreamMetrics, { runtimeMetrics: false, cardinalityLimit: 100_000 })
+  for (let r = 0; r < routes; r++) app.get(`/r${r}/items/:id`, async () => ({ ok: true }))
+  await app.ready()
+  for (let r = 0; r < routes; r++) {
+    for (let i = 0; i < PER_ROUTE; i++) await app.inject({ url: `/r${r}/items/${i}` })
+  }
+  return { scrape: () => app.upstreamMetrics.metrics(), close: () => app.close() }
+}
+
+/** The same series prom-client would hold for a django-style middleware (names from the plugin's table). */
+async function promClientScrape () {
+  const client = require('prom-client')
+  const { HTTP, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS, exposedName } = require('../dist/names.js')
+  const registry = new client.Registry()
+  const m = {}
+  for (const [key, spec] of Object.entries(HTTP)) {
+    const config = { name: exposedName(spec.name, spec.type), help: spec.help, labelNames: [...spec.labels], registers: [registry] }
+    m[key] = spec.type === 'histogram'
+      ? new client.Histogram({ ...config, buckets: [...(spec.buckets === 'body' ? DJANGO_BODY_BUCKETS : DJANGO_LATENCY_BUCKETS)] })
+      : new client.Counter(config)
+    if (spec.labels.length === 0 && spec.type === 'counter') m[key].inc(0)
+  }
+  for (let r = 0; r < routes; r++) {
+    const view = `/r${r}/items/:id`
+    for (let i = 0; i < PER_ROUTE; i++) {
+      m.requestsBefore.inc()
+      m.byMethod.inc({ method: 'GET' })
+      m.byTransport.inc({ transport: 'http' })
+      m.byViewTransportMethod.inc({ view, transport: 'http', method: 'GET' })
+      m.requestBody.observe(0)
+      const seconds = 0.0001 + Math.random() * 0.001
+      m.responsesBefore.inc()
+      m.latencyIncluding.observe(seconds)
+      m.latencyByViewMethod.observe({ view, method: 'GET' }, seconds)
+      m.byStatus.inc({ status: '200' })
+      m.byStatusViewMethod.inc({ status: '200', view, method: 'GET' })
+      m.responseBody.observe(11)
+      m.byCharset.inc({ charset: 'utf-8' })
+    }
+  }
+  return { scrape: () => registry.metrics(), close: async () => {} }
+}
+
+const target = impl === 'plugin' ? await pluginScrape() : await promClientScrape()
+let text = await target.scrape()
+const times = []
+for (let i = 0; i < iterations; i++) {
+  const start = process.hrtime.bigint()
+  text = await target.scrape()
+  times.push(Number(process.hrtime.bigint() - start) / 1e6)
+}
+await target.close()
+const samples = text.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length
+console.log(JSON.stringify({ impl, routes, medianMs: median(times), minMs: Math.min(...times), maxMs: Math.max(...times), bytes: Buffer.byteLength(text), samples }))
