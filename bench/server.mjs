@@ -12,6 +12,15 @@ if (setup === 'plugin' || setup === 'plugin+runtime') {
 } else if (setup === 'fastify-metrics') {
   const { default: fastifyMetrics } = await import('fastify-metrics')
   await app.register(fastifyMetrics, { endpoint: '/metrics', defaultMetrics: { enabled: false } })
+} else if (setup === 'empty-hooks') {
+  // The hook machinery alone: the same three hooks as the plugin, doing nothing.
+  app.addHook('onRequest', (request, reply, done) => done())
+  app.addHook('onResponse', (request, reply, done) => done())
+  app.addHook('onError', (request, reply, error, done) => done())
+} else if (setup === 'req-hook') {
+  app.addHook('onRequest', (request, reply, done) => done())
+} else if (setup === 'res-hook') {
+  app.addHook('onResponse', (request, reply, done) => done())
 } else if (setup !== 'bare') {
   throw new Error(`unknown setup ${setup}`)
 }
