@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss] [--rate=N] [--rounds=N]
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
 // Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
@@ -19,6 +19,7 @@ const only = new Set(value('only', 'cpu,scrape,rss').split(','))
 const config = {
   rate: Number(value('rate', quick ? 3000 : 5000)),
   rounds: Number(value('rounds', quick ? 3 : 5)),
+  paired: !flag('unpaired'),
   warmupSeconds: quick ? 2 : 3,
   measureSeconds: quick ? 4 : 8,
   scrapeIterations: quick ? 10 : 25,
@@ -79,37 +80,53 @@ function load (port, options) {
   })
 }
 
-async function cpuRound (setup) {
-  const server = await startServer(setup)
-  await load(server.port, { requests: PATHS, overallRate: config.rate, duration: config.warmupSeconds })
-  const before = await server.ask('snapshot')
-  const result = await load(server.port, { requests: PATHS, overallRate: config.rate, duration: config.measureSeconds })
-  const after = await server.ask('snapshot')
-  await server.stop()
-  const served = after.served - before.served
-  return {
-    cpuPerRequest: (after.cpu - before.cpu) / served,
+/** Runs the setups' servers side by side (same core, same rate, same window); one result each. */
+async function cpuWindow (setups) {
+  const servers = await Promise.all(setups.map((setup) => startServer(setup)))
+  await Promise.all(servers.map((server) => load(server.port, { requests: PATHS, overallRate: config.rate, duration: config.warmupSeconds })))
+  const before = await Promise.all(servers.map((server) => server.ask('snapshot')))
+  const results = await Promise.all(servers.map((server) => load(server.port, { requests: PATHS, overallRate: config.rate, duration: config.measureSeconds })))
+  const after = await Promise.all(servers.map((server) => server.ask('snapshot')))
+  await Promise.all(servers.map((server) => server.stop()))
+  return results.map((result, i) => ({
+    cpuPerRequest: (after[i].cpu - before[i].cpu) / (after[i].served - before[i].served),
     rps: result.requests.average,
     p99: result.latency.p99,
-    rssMb: after.rss / 1048576,
+    rssMb: after[i].rss / 1048576,
     errors: result.errors + result.non2xx
-  }
+  }))
 }
 
 async function cpuBench () {
   const runs = Object.fromEntries(SETUPS.map((s) => [s, []]))
+  /** Per setup, its CPU per request divided by bare Fastify's measured in the same round or pair. */
+  const ratioRuns = Object.fromEntries(SETUPS.map((s) => [s, []]))
+  const others = SETUPS.filter((s) => s !== 'bare')
   for (let round = 0; round < config.rounds; round++) {
     // Interleaved, and the order rotates each round so no setup always runs first.
-    const order = SETUPS.map((_, i) => SETUPS[(i + round) % SETUPS.length])
-    for (const setup of order) {
-      const r = await cpuRound(setup)
-      runs[setup].push(r)
-      log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
+    const order = others.map((_, i) => others[(i + round) % others.length])
+    if (config.paired) {
+      // Each setup runs at the same time as a bare Fastify: drifting load from other work hits both.
+      for (const setup of order) {
+        const [bare, r] = await cpuWindow(['bare', setup])
+        runs.bare.push(bare)
+        runs[setup].push(r)
+        ratioRuns[setup].push(r.cpuPerRequest / bare.cpuPerRequest)
+        ratioRuns.bare.push(1)
+        log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req vs bare ${bare.cpuPerRequest.toFixed(1)}, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
+      }
+    } else {
+      const inRound = {}
+      for (const setup of round % 2 === 0 ? ['bare', ...order] : [...order, 'bare']) {
+        const [r] = await cpuWindow([setup])
+        runs[setup].push(r)
+        inRound[setup] = r
+        log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
+      }
+      for (const setup of SETUPS) ratioRuns[setup].push(inRound[setup].cpuPerRequest / inRound.bare.cpuPerRequest)
     }
   }
-  // Load from other work drifts over minutes: each round's figure is divided by bare Fastify's
-  // in the same round, and the ratios' median is reported.
-  const ratios = (setup) => runs[setup].map((r, round) => r.cpuPerRequest / runs.bare[round].cpuPerRequest)
+  const ratios = (setup) => ratioRuns[setup]
   const rows = SETUPS.map((setup) => {
     const rs = runs[setup]
     const cpu = rs.map((r) => r.cpuPerRequest)
@@ -122,8 +139,11 @@ async function cpuBench () {
       `Fixed rate ${config.rate} req/s (autocannon, 16 connections, GET /, GET /api/items/42, POST /api/users/7/orders in turn), ` +
       `${config.warmupSeconds} s warm-up then ${config.measureSeconds} s measured, ${config.rounds} interleaved rounds, ` +
       `server ${taskset ? `pinned to core ${serverCore} with taskset` : 'not pinned (no taskset)'}. ` +
+      (config.paired
+        ? 'Paired: each setup\'s server runs at the same time as a bare Fastify server (same core, same rate, same window), so load from other work hits both. '
+        : '') +
       'CPU is the server process\'s own `process.cpuUsage()` over the measured window divided by the requests it served. ' +
-      '"vs bare" is the median (min–max) of each round\'s ratio to bare Fastify in the same round. Median (min–max).',
+      `"vs bare" is the median (min–max) of the ratios to bare Fastify measured ${config.paired ? 'in the same window' : 'in the same round'}. Median (min–max).`,
       '',
       '| setup | server CPU µs / request | vs bare | req/s | p99 latency ms | RSS MB | errors |',
       '|---|---|---|---|---|---|---|',
