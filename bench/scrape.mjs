@@ -8,6 +8,8 @@ const [impl, routesArg, iterationsArg] = process.argv.slice(2)
 const routes = Number(routesArg)
 const iterations = Number(iterationsArg)
 const PER_ROUTE = 10
+// Another build (e.g. a copy of dist/ from before a change) can be compared with BENCH_DIST=path.
+const dist = process.env.BENCH_DIST === undefined ? new URL('../dist/', import.meta.url) : new URL(`${process.env.BENCH_DIST}/`, `file://${process.cwd()}/`)
 
 function median (xs) {
   const s = [...xs].sort((a, b) => a - b)
@@ -15,7 +17,7 @@ function median (xs) {
 }
 
 async function pluginScrape () {
-  const { default: upstreamMetrics } = await import('../dist/entry.mjs')
+  const { default: upstreamMetrics } = await import(new URL('entry.mjs', dist).href)
   const app = Fastify({ logger: false })
   await app.register(upstreamMetrics, { runtimeMetrics: false, cardinalityLimit: 100_000 })
   for (let r = 0; r < routes; r++) app.get(`/r${r}/items/:id`, async () => ({ ok: true }))
@@ -29,7 +31,7 @@ async function pluginScrape () {
 /** The same series prom-client would hold for a django-style middleware (names from the plugin's table). */
 async function promClientScrape () {
   const client = require('prom-client')
-  const { HTTP, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS, exposedName } = require('../dist/names.js')
+  const { HTTP, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS, exposedName } = require(new URL('names.js', dist).pathname)
   const registry = new client.Registry()
   const m = {}
   for (const [key, spec] of Object.entries(HTTP)) {
