@@ -130,7 +130,7 @@ async function cpuBench () {
   const rows = SETUPS.map((setup) => {
     const rs = runs[setup]
     const cpu = rs.map((r) => r.cpuPerRequest)
-    return `| ${LABELS[setup]} | ${spread(cpu)} | ${spread(ratios(setup), 2)} | ${spread(rs.map((r) => r.rps), 0)} | ${spread(rs.map((r) => r.p99), 0)} | ${spread(rs.map((r) => r.rssMb), 0)} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
+    return `| ${LABELS[setup] ?? (setup.startsWith('load:') ? `bare Fastify + \`${setup.slice(5)}\` loaded, unused` : setup)} | ${spread(cpu)} | ${spread(ratios(setup), 2)} | ${spread(rs.map((r) => r.rps), 0)} | ${spread(rs.map((r) => r.p99), 0)} | ${spread(rs.map((r) => r.rssMb), 0)} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
   })
   const ratio = (setup) => runs[setup] === undefined ? NaN : median(ratios(setup))
   return {

@@ -21,6 +21,9 @@ if (setup === 'plugin' || setup === 'plugin+runtime') {
   app.addHook('onRequest', (request, reply, done) => done())
 } else if (setup === 'res-hook') {
   app.addHook('onResponse', (request, reply, done) => done())
+} else if (setup.startsWith('load:')) {
+  // Bare Fastify with one more module loaded and unused (e.g. load:@opentelemetry/sdk-metrics).
+  await import(setup.slice(5))
 } else if (setup !== 'bare') {
   throw new Error(`unknown setup ${setup}`)
 }
