@@ -200,7 +200,14 @@ async function rssBench () {
   const server = await startServer('plugin+runtime', ['--expose-gc'])
   const requests = [{ method: 'GET', setupRequest: (req) => ({ ...req, path: randomPath() }) }]
   const started = Date.now()
-  await load(server.port, { requests, amount: config.rssWarmup })
+  // V8 grows its young generation with the allocation rate (16 → 32 MB of RSS here): the warm-up goes on,
+  // up to 10 chunks, until the new space has kept its size for two chunks, so the baseline is steady state.
+  let warmup = 0
+  for (let sizes = []; warmup < 10 * config.rssWarmup && !(sizes.length >= 3 && sizes.at(-1) === sizes.at(-2) && sizes.at(-2) === sizes.at(-3));) {
+    await load(server.port, { requests, amount: config.rssWarmup })
+    warmup += config.rssWarmup
+    sizes.push((await server.ask('settle')).newSpace)
+  }
   const points = [{ requests: 0, ...await server.ask('settle') }]
   const steps = 5
   for (let step = 1; step <= steps; step++) {
@@ -211,15 +218,19 @@ async function rssBench () {
   await server.stop()
   const first = points[0].rss
   const worst = Math.max(...points.map((p) => Math.abs(p.rss - first) / first))
+  // The same without V8's young generation, which V8 may still grow with the allocation rate.
+  const old = (p) => p.rss - p.newSpace
+  const worstOld = Math.max(...points.map((p) => Math.abs(old(p) - old(points[0])) / old(points[0])))
   return {
     worst,
+    worstOld,
     markdown: [
-      `After ${config.rssWarmup.toLocaleString('en')} warm-up requests, ${config.rssRequests.toLocaleString('en')} GET requests to random unmatched URLs ` +
+      `After ${warmup.toLocaleString('en')} warm-up requests, ${config.rssRequests.toLocaleString('en')} GET requests to random unmatched URLs ` +
       `(autocannon, as fast as it goes; this plugin with default options; RSS and heap read after \`gc()\`; took ${((Date.now() - started) / 1000).toFixed(0)} s).`,
       '',
-      '| requests after warm-up | RSS MB | vs start | heap used MB | samples on /metrics |',
-      '|---|---|---|---|---|',
-      ...points.map((p) => `| ${p.requests.toLocaleString('en')} | ${(p.rss / 1048576).toFixed(1)} | ${((p.rss / first - 1) * 100).toFixed(1)} % | ${(p.heapUsed / 1048576).toFixed(1)} | ${p.samples} |`)
+      '| requests after warm-up | RSS MB | vs start | heap used MB | V8 new space MB | samples on /metrics |',
+      '|---|---|---|---|---|---|',
+      ...points.map((p) => `| ${p.requests.toLocaleString('en')} | ${(p.rss / 1048576).toFixed(1)} | ${((p.rss / first - 1) * 100).toFixed(1)} % | ${(p.heapUsed / 1048576).toFixed(1)} | ${(p.newSpace / 1048576).toFixed(1)} | ${p.samples} |`)
     ].join('\n')
   }
 }
@@ -243,7 +254,11 @@ if (sections.scrape) {
   targets.push(`| … and below prom-client | ${scrape1000.toFixed(1)} ms vs ${promClient1000.toFixed(1)} ms | ${status(scrape1000 < promClient1000)} |`)
   targets.push(`| scrape cost linear in series (per-sample cost 2,000 vs 250 routes ≤ 1.3) | ${growth.toFixed(2)} | ${status(growth <= 1.3)} |`)
 }
-if (sections.rss) targets.push(`| RSS flat (±10 %) over random unmatched URLs | worst ${(sections.rss.worst * 100).toFixed(1)} % | ${status(sections.rss.worst <= 0.10)} |`)
+if (sections.rss) {
+  const { worst, worstOld } = sections.rss
+  targets.push(`| RSS flat (±10 %) over random unmatched URLs | worst ${(worst * 100).toFixed(1)} % (without V8's new space: ${(worstOld * 100).toFixed(1)} %) | ` +
+    `${worst <= 0.10 ? 'met' : worstOld <= 0.10 ? '**not met** by RSS; met without the growth of V8\'s new space (young generation), see the table' : '**not met**'} |`)
+}
 
 const cpuModel = cpus()[0]?.model ?? 'unknown'
 const md = [

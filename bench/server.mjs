@@ -1,5 +1,6 @@
 // One HTTP server for the CPU bench, in its own (pinned) process. The parent asks for
 // snapshots over IPC; CPU time and request counts come from this process only.
+import { getHeapSpaceStatistics } from 'node:v8'
 import Fastify from 'fastify'
 
 const setup = process.argv[2]
@@ -42,7 +43,8 @@ process.on('message', (message) => {
     text.then((body) => {
       const samples = body.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length
       globalThis.gc?.()
-      process.send({ rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed, samples, served })
+      const newSpace = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0
+      process.send({ rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed, newSpace, samples, served })
     })
   } else if (message === 'exit') {
     app.close().then(() => process.exit(0))
