@@ -18,7 +18,7 @@ const quick = flag('quick')
 const only = new Set(value('only', 'cpu,scrape,rss').split(','))
 const config = {
   rate: Number(value('rate', quick ? 3000 : 5000)),
-  rounds: Number(value('rounds', quick ? 3 : 5)),
+  rounds: Number(value('rounds', quick ? 3 : 7)),
   paired: !flag('unpaired'),
   warmupSeconds: quick ? 2 : 3,
   measureSeconds: quick ? 4 : 8,
