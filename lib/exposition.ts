@@ -11,6 +11,8 @@ export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
 /** prometheus_client's `floatToGoString`: `1.0`, `0.25`, `1.048576e+06`, `+Inf`. */
 export function formatNumber (d: number): string {
+  // Counts: the common case, and Python's repr of them is the integer plus `.0` below 1e6.
+  if (Number.isInteger(d) && d >= 0 && d < 1e6) return `${d}.0`
   if (d === Infinity) return '+Inf'
   if (d === -Infinity) return '-Inf'
   if (Number.isNaN(d)) return 'NaN'
@@ -81,8 +83,8 @@ function promType (metric: MetricData): string {
  */
 export class Serializer {
   private readonly labelCache = new WeakMap<Attributes, string>()
-  /** Per histogram series: what goes before and after `le`, which Python sorts among the labels. */
-  private readonly bucketAffixes = new WeakMap<Attributes, [string, string]>()
+  /** Per histogram series: each `<name>_bucket{…le="…"…} ` up to the value (Python sorts `le` among the labels). */
+  private readonly bucketPrefixes = new WeakMap<Attributes, { name: string, boundaries: readonly number[], prefixes: string[] }>()
   private readonly bucketLabels = new WeakMap<readonly number[], string[]>()
 
   serialize (resourceMetrics: ResourceMetrics, scopeOrder: (scopeName: string) => number = () => 0): string {
@@ -129,13 +131,12 @@ export class Serializer {
       for (const point of metric.dataPoints) {
         const labels = this.labels(point.attributes)
         const { boundaries, counts } = point.value.buckets
-        const les = this.les(boundaries)
-        const [before, after] = this.affixes(point.attributes)
+        const prefixes = this.prefixes(name, point.attributes, boundaries)
         let cumulative = 0
         let out = ''
-        for (let i = 0; i < les.length; i++) {
+        for (let i = 0; i < prefixes.length; i++) {
           cumulative += counts[i] ?? 0
-          out += `${name}_bucket{${before}${les[i]!}${after}} ${formatNumber(cumulative)}\n`
+          out += prefixes[i]! + formatNumber(cumulative) + '\n'
         }
         const braces = labels === '' ? '' : `{${labels}}`
         out += `${name}_count${braces} ${formatNumber(point.value.count)}\n${name}_sum${braces} ${formatNumber(point.value.sum ?? 0)}\n`
@@ -152,14 +153,15 @@ export class Serializer {
     parts.push(out)
   }
 
-  private affixes (attributes: Attributes): [string, string] {
-    let cached = this.bucketAffixes.get(attributes)
-    if (cached === undefined) {
-      const before = labelPairs(attributes, (key) => key < 'le')
-      const after = labelPairs(attributes, (key) => key > 'le')
-      cached = [before === '' ? '' : `${before},`, after === '' ? '' : `,${after}`]
-      this.bucketAffixes.set(attributes, cached)
-    }
-    return cached
+  private prefixes (name: string, attributes: Attributes, boundaries: readonly number[]): string[] {
+    const cached = this.bucketPrefixes.get(attributes)
+    if (cached !== undefined && cached.name === name && cached.boundaries === boundaries) return cached.prefixes
+    let before = labelPairs(attributes, (key) => key < 'le')
+    let after = labelPairs(attributes, (key) => key > 'le')
+    before = before === '' ? '' : `${before},`
+    after = after === '' ? '' : `,${after}`
+    const prefixes = this.les(boundaries).map((le) => `${name}_bucket{${before}${le}${after}} `)
+    this.bucketPrefixes.set(attributes, { name, boundaries, prefixes })
+    return prefixes
   }
 }

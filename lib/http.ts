@@ -14,11 +14,13 @@ const CLASS_NAME = /^[A-Za-z_$][\w$]{0,99}$/
 
 /** The label values and cells of one (route, method): resolved once, reused by every request. */
 interface MethodCells {
+  readonly route: RouteState
   readonly method: string
   /** The raw-method label of the latency histogram (django does not clean it there). */
   readonly latencyMethod: string
   /** Series are created on first use, as prometheus_client creates a child on its first update. */
   latency: HistogramCell | undefined
+  byMethod: Cell | undefined
   byViewHttp: Cell | undefined
   byViewHttps: Cell | undefined
   readonly byStatus: Map<number, Cell>
@@ -29,11 +31,6 @@ interface RouteState {
   readonly matched: boolean
   readonly excluded: boolean
   readonly methods: Map<string, MethodCells>
-}
-
-interface RequestState {
-  route: RouteState
-  cells: MethodCells
 }
 
 type Families = { [K in keyof typeof HTTP]: Family } & {
@@ -114,7 +111,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
       const method = cleanMethod(rawMethod)
       // django labels the latency histogram with the raw method; Node's parser bounds it to its known verbs.
       const latencyMethod = NODE_METHODS.has(rawMethod) ? rawMethod : INVALID_METHOD
-      const cells: MethodCells = { method, latencyMethod, latency: undefined, byViewHttp: undefined, byViewHttps: undefined, byStatus: new Map() }
+      const cells: MethodCells = { route, method, latencyMethod, latency: undefined, byMethod: undefined, byViewHttp: undefined, byViewHttps: undefined, byStatus: new Map() }
       route.methods.set(rawMethod, cells)
       return cells
     }
@@ -135,11 +132,10 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     try {
       const route = routeState(request)
       if (route.excluded || (excludePaths.length > 0 && pathExcluded(request.url))) return done()
-      const cells = methodCells(route, request.method)
-      const state: RequestState = { route, cells };
-      (request as unknown as Record<symbol, RequestState>)[kRequestState] = state
+      const cells = methodCells(route, request.method);
+      (request as unknown as Record<symbol, MethodCells>)[kRequestState] = cells
       requestsBefore.value++
-      methodCounter(cells.method).value++
+      (cells.byMethod ??= methodCounter(cells.method)).value++
       if (request.protocol === 'https') {
         (byTransport.https ??= f.byTransport.cell('https')).value++
         if (route.matched) (cells.byViewHttps ??= f.byViewTransportMethod.cell(route.view, 'https', cells.method)).value++
@@ -159,12 +155,12 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
 
   fastify.addHook('onError', function metricsOnError (request, reply, error, done) {
     try {
-      const state = (request as unknown as Record<symbol, RequestState | null>)[kRequestState]
-      if (state != null) {
+      const cells = (request as unknown as Record<symbol, MethodCells | null>)[kRequestState]
+      if (cells != null) {
         f.exceptionsByType.cell(exceptionType(error)).value++
-        if (state.route.matched) f.exceptionsByView.cell(state.route.view).value++
+        if (cells.route.matched) f.exceptionsByView.cell(cells.route.view).value++
         // django observes the latency in process_exception and again in process_response.
-        observe(latencyCell(state), latencyBounds, reply.elapsedTime / 1000)
+        observe(latencyCell(cells), latencyBounds, reply.elapsedTime / 1000)
       }
     } catch (err) {
       faults.report(err)
@@ -174,32 +170,42 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
 
   fastify.addHook('onResponse', function metricsOnResponse (request, reply, done) {
     try {
-      const state = (request as unknown as Record<symbol, RequestState | null>)[kRequestState]
-      if (state != null) recordResponse(state, reply)
+      const cells = (request as unknown as Record<symbol, MethodCells | null>)[kRequestState]
+      if (cells != null) recordResponse(cells, reply)
     } catch (err) {
       faults.report(err)
     }
     done()
   })
 
-  function latencyCell ({ route, cells }: RequestState): HistogramCell {
-    return (cells.latency ??= f.latencyByViewMethod.cell(route.view, cells.latencyMethod) as HistogramCell)
+  function latencyCell (cells: MethodCells): HistogramCell {
+    return (cells.latency ??= f.latencyByViewMethod.cell(cells.route.view, cells.latencyMethod) as HistogramCell)
   }
 
-  function recordResponse (state: RequestState, reply: FastifyReply): void {
+  function recordResponse (cells: MethodCells, reply: FastifyReply): void {
     const seconds = reply.elapsedTime / 1000
     const status = reply.statusCode
     responsesBefore.value++
     observe(latencyIncluding, latencyBounds, seconds)
-    observe(latencyCell(state), latencyBounds, seconds)
-    statusCell(byStatus, status, () => f.byStatus.cell(String(status))).value++
-    statusCell(state.cells.byStatus, status, () => f.byStatusViewMethod.cell(String(status), state.route.view, state.cells.method)).value++
+    observe(latencyCell(cells), latencyBounds, seconds)
+    let cell = byStatus.get(status)
+    if (cell === undefined) {
+      cell = f.byStatus.cell(String(status))
+      byStatus.set(status, cell)
+    }
+    cell.value++
+    cell = cells.byStatus.get(status)
+    if (cell === undefined) {
+      cell = f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method)
+      cells.byStatus.set(status, cell)
+    }
+    cell.value++
     const length = reply.getHeader('content-length')
     if (length !== undefined) observe(responseBody, DJANGO_BODY_BUCKETS, Number(length) || 0)
     else if (status === 204 || status === 304 || status < 200) observe(responseBody, DJANGO_BODY_BUCKETS, 0)
     else streaming.value++
     const charset = charsetOf(reply.getHeader('content-type'))
-    let cell = byCharset.get(charset)
+    cell = byCharset.get(charset)
     if (cell === undefined) {
       cell = f.byCharset.cell(charset)
       if (byCharset.size < 256) byCharset.set(charset, cell)
@@ -209,15 +215,6 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
 }
 
 export const kScrapeRoute = Symbol('upstream-metrics.scrape-route')
-
-function statusCell (cache: Map<number, Cell>, status: number, create: () => Cell): Cell {
-  let cell = cache.get(status)
-  if (cell === undefined) {
-    cell = create()
-    cache.set(status, cell)
-  }
-  return cell
-}
 
 const charsets = new Map<string, string>()
 

@@ -1,0 +1,285 @@
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
+// Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
+import { execFileSync, fork } from 'node:child_process'
+import { existsSync, writeFileSync } from 'node:fs'
+import { cpus, availableParallelism } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+
+const here = fileURLToPath(new URL('.', import.meta.url))
+const root = fileURLToPath(new URL('..', import.meta.url))
+const args = process.argv.slice(2)
+const flag = (name) => args.includes(`--${name}`)
+const value = (name, fallback) => {
+  const found = args.find((a) => a.startsWith(`--${name}=`))
+  return found === undefined ? fallback : found.slice(name.length + 3)
+}
+const quick = flag('quick')
+const only = new Set(value('only', 'cpu,scrape,rss').split(','))
+const config = {
+  rate: Number(value('rate', quick ? 3000 : 5000)),
+  rounds: Number(value('rounds', quick ? 3 : 7)),
+  paired: !flag('unpaired'),
+  warmupSeconds: quick ? 2 : 3,
+  measureSeconds: quick ? 4 : 8,
+  scrapeIterations: quick ? 10 : 25,
+  rssRequests: Number(value('rss-requests', quick ? 200_000 : 1_000_000)),
+  rssWarmup: quick ? 50_000 : 100_000
+}
+const SETUPS = [...new Set(['bare', ...value('setups', 'plugin,fastify-metrics,plugin+runtime').split(',')])]
+const LABELS = {
+  bare: 'bare Fastify',
+  plugin: 'upstream-metrics, all HTTP metrics (runtimeMetrics: false)',
+  'fastify-metrics': 'fastify-metrics 14 (anchor; default route metrics, no default metrics)',
+  'plugin+runtime': 'upstream-metrics, all HTTP metrics + runtime metrics',
+  'empty-hooks': 'bare Fastify + three empty hooks (onRequest, onResponse, onError)',
+  'req-hook': 'bare Fastify + one empty onRequest hook',
+  'res-hook': 'bare Fastify + one empty onResponse hook'
+}
+
+if (!flag('no-build')) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' })
+
+const cores = availableParallelism()
+const taskset = existsSync('/usr/bin/taskset') || existsSync('/bin/taskset')
+const serverCore = cores - 1
+
+function median (xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+const spread = (xs, digits = 1) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`
+const log = (...xs) => console.error(...xs)
+
+/** Starts bench/server.mjs pinned to the last core; resolves with a small IPC client. */
+function startServer (setup, execArgv = []) {
+  const child = fork(`${here}server.mjs`, [setup], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  if (taskset) {
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', String(serverCore), String(child.pid)], { stdio: 'ignore' })
+    } catch {}
+  }
+  const ask = (message) => new Promise((resolve) => {
+    child.once('message', resolve)
+    child.send(message)
+  })
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('message', ({ port }) => resolve({ port, ask, stop: () => new Promise((resolve) => { child.once('exit', resolve); child.send('exit') }) }))
+  })
+}
+
+const PATHS = [
+  { method: 'GET', path: '/' },
+  { method: 'GET', path: '/api/items/42' },
+  { method: 'POST', path: '/api/users/7/orders', body: '{"sku":"a-1","qty":2}', headers: { 'content-type': 'application/json' } }
+]
+
+function load (port, options) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url: `http://127.0.0.1:${port}`, connections: 16, pipelining: 1, ...options }, (err, result) => err ? reject(err) : resolve(result))
+  })
+}
+
+/** Runs the setups' servers side by side (same core, same rate, same window); one result each. */
+async function cpuWindow (setups) {
+  const servers = await Promise.all(setups.map((setup) => startServer(setup)))
+  await Promise.all(servers.map((server) => load(server.port, { requests: PATHS, overallRate: config.rate, duration: config.warmupSeconds })))
+  const before = await Promise.all(servers.map((server) => server.ask('snapshot')))
+  const results = await Promise.all(servers.map((server) => load(server.port, { requests: PATHS, overallRate: config.rate, duration: config.measureSeconds })))
+  const after = await Promise.all(servers.map((server) => server.ask('snapshot')))
+  await Promise.all(servers.map((server) => server.stop()))
+  return results.map((result, i) => ({
+    cpuPerRequest: (after[i].cpu - before[i].cpu) / (after[i].served - before[i].served),
+    rps: result.requests.average,
+    p99: result.latency.p99,
+    rssMb: after[i].rss / 1048576,
+    errors: result.errors + result.non2xx
+  }))
+}
+
+async function cpuBench () {
+  const runs = Object.fromEntries(SETUPS.map((s) => [s, []]))
+  /** Per setup, its CPU per request divided by bare Fastify's measured in the same round or pair. */
+  const ratioRuns = Object.fromEntries(SETUPS.map((s) => [s, []]))
+  const others = SETUPS.filter((s) => s !== 'bare')
+  for (let round = 0; round < config.rounds; round++) {
+    // Interleaved, and the order rotates each round so no setup always runs first.
+    const order = others.map((_, i) => others[(i + round) % others.length])
+    if (config.paired) {
+      // Each setup runs at the same time as a bare Fastify: drifting load from other work hits both.
+      for (const setup of order) {
+        const [bare, r] = await cpuWindow(['bare', setup])
+        runs.bare.push(bare)
+        runs[setup].push(r)
+        ratioRuns[setup].push(r.cpuPerRequest / bare.cpuPerRequest)
+        ratioRuns.bare.push(1)
+        log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req vs bare ${bare.cpuPerRequest.toFixed(1)}, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
+      }
+    } else {
+      const inRound = {}
+      for (const setup of round % 2 === 0 ? ['bare', ...order] : [...order, 'bare']) {
+        const [r] = await cpuWindow([setup])
+        runs[setup].push(r)
+        inRound[setup] = r
+        log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
+      }
+      for (const setup of SETUPS) ratioRuns[setup].push(inRound[setup].cpuPerRequest / inRound.bare.cpuPerRequest)
+    }
+  }
+  const ratios = (setup) => ratioRuns[setup]
+  const rows = SETUPS.map((setup) => {
+    const rs = runs[setup]
+    const cpu = rs.map((r) => r.cpuPerRequest)
+    return `| ${LABELS[setup] ?? (setup.startsWith('load:') ? `bare Fastify + \`${setup.slice(5)}\` loaded, unused` : setup)} | ${spread(cpu)} | ${spread(ratios(setup), 2)} | ${spread(rs.map((r) => r.rps), 0)} | ${spread(rs.map((r) => r.p99), 0)} | ${spread(rs.map((r) => r.rssMb), 0)} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
+  })
+  const ratio = (setup) => runs[setup] === undefined ? NaN : median(ratios(setup))
+  return {
+    ratios: { plugin: ratio('plugin'), fastifyMetrics: ratio('fastify-metrics'), runtime: ratio('plugin+runtime') },
+    markdown: [
+      `Fixed rate ${config.rate} req/s (autocannon, 16 connections, GET /, GET /api/items/42, POST /api/users/7/orders in turn), ` +
+      `${config.warmupSeconds} s warm-up then ${config.measureSeconds} s measured, ${config.rounds} interleaved rounds, ` +
+      `server ${taskset ? `pinned to core ${serverCore} with taskset` : 'not pinned (no taskset)'}. ` +
+      (config.paired
+        ? 'Paired: each setup\'s server runs at the same time as a bare Fastify server (same core, same rate, same window), so load from other work hits both. '
+        : '') +
+      'CPU is the server process\'s own `process.cpuUsage()` over the measured window divided by the requests it served. ' +
+      `"vs bare" is the median (min–max) of the ratios to bare Fastify measured ${config.paired ? 'in the same window' : 'in the same round'}. Median (min–max).`,
+      '',
+      '| setup | server CPU µs / request | vs bare | req/s | p99 latency ms | RSS MB | errors |',
+      '|---|---|---|---|---|---|---|',
+      ...rows
+    ].join('\n')
+  }
+}
+
+function scrapeChild (impl, routes) {
+  const out = execFileSync(process.execPath, [`${here}scrape.mjs`, impl, String(routes), String(config.scrapeIterations)], { encoding: 'utf8' })
+  return JSON.parse(out.trim().split('\n').pop())
+}
+
+async function scrapeBench () {
+  const sizes = [1, 250, 500, 1000, 2000]
+  const results = []
+  for (const routes of sizes) {
+    for (const impl of ['plugin', 'prom-client']) {
+      const r = scrapeChild(impl, routes)
+      results.push(r)
+      log(`scrape ${impl} ${routes} routes: ${r.medianMs.toFixed(2)} ms, ${r.samples} samples, ${r.bytes} bytes`)
+    }
+  }
+  const get = (impl, routes) => results.find((r) => r.impl === impl && r.routes === routes)
+  const rows = results.map((r) => `| ${r.impl === 'plugin' ? 'upstream-metrics' : 'prom-client 15'} | ${r.routes} | ${r.samples} | ${(r.bytes / 1024).toFixed(0)} KiB | ${r.medianMs.toFixed(2)} (${r.minMs.toFixed(2)}–${r.maxMs.toFixed(2)}) | ${(r.medianMs * 1000 / r.samples).toFixed(2)} |`)
+  const p1000 = get('plugin', 1000)
+  const c1000 = get('prom-client', 1000)
+  const perSample = (r) => r.medianMs / r.samples
+  return {
+    scrape1000: p1000.medianMs,
+    promClient1000: c1000.medianMs,
+    growth: perSample(get('plugin', 1000)) / perSample(get('plugin', 250)),
+    growth2000: perSample(get('plugin', 2000)) / perSample(get('plugin', 250)),
+    markdown: [
+      `Each route template gets 10 GET requests over HTTP, then the scrape is timed ${config.scrapeIterations} times in a fresh process ` +
+      '(this plugin: `fastify.upstreamMetrics.metrics()`, i.e. collect + serialize, runtimeMetrics false; prom-client: `registry.metrics()` ' +
+      'holding the same django HTTP families, labels and buckets). Median (min–max).',
+      '',
+      '| exporter | route templates | samples | text size | scrape ms | µs / sample |',
+      '|---|---|---|---|---|---|',
+      ...rows,
+      '',
+      'Growth, as µs per sample at N routes over µs per sample at 250 routes (1.0 = linear): ' +
+      [500, 1000, 2000].map((n) => `${n} routes ${(perSample(get('plugin', n)) / perSample(get('plugin', 250))).toFixed(2)} ` +
+        `(prom-client ${(perSample(get('prom-client', n)) / perSample(get('prom-client', 250))).toFixed(2)})`).join(', ') + '.'
+    ].join('\n')
+  }
+}
+
+function randomPath () {
+  const id = Math.random().toString(36).slice(2)
+  return `/missing/${id}/${Math.floor(Math.random() * 1e9)}?q=${id}`
+}
+
+async function rssBench () {
+  // V8 sizes its young generation by the allocation rate (new space 16 → 32 MB here, at any point of the run):
+  // it starts at that size, so the check sees retained memory, not V8 resizing an arena.
+  const server = await startServer('plugin+runtime', ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16'])
+  const requests = [{ method: 'GET', setupRequest: (req) => ({ ...req, path: randomPath() }) }]
+  const started = Date.now()
+  // The warm-up goes on, up to 10 chunks, until the new space has kept its size for two chunks.
+  let warmup = 0
+  for (let sizes = []; warmup < 10 * config.rssWarmup && !(sizes.length >= 3 && sizes.at(-1) === sizes.at(-2) && sizes.at(-2) === sizes.at(-3));) {
+    await load(server.port, { requests, amount: config.rssWarmup })
+    warmup += config.rssWarmup
+    sizes.push((await server.ask('settle')).newSpace)
+  }
+  const points = [{ requests: 0, ...await server.ask('settle') }]
+  const steps = 5
+  for (let step = 1; step <= steps; step++) {
+    await load(server.port, { requests, amount: config.rssRequests / steps })
+    points.push({ requests: step * config.rssRequests / steps, ...await server.ask('settle') })
+    log(`rss after ${points.at(-1).requests}: ${(points.at(-1).rss / 1048576).toFixed(1)} MB, ${points.at(-1).samples} samples`)
+  }
+  await server.stop()
+  const first = points[0].rss
+  const worst = Math.max(...points.map((p) => Math.abs(p.rss - first) / first))
+  // The same without V8's young generation, which V8 may still grow with the allocation rate.
+  const old = (p) => p.rss - p.newSpace
+  const worstOld = Math.max(...points.map((p) => Math.abs(old(p) - old(points[0])) / old(points[0])))
+  return {
+    worst,
+    worstOld,
+    markdown: [
+      `After ${warmup.toLocaleString('en')} warm-up requests, ${config.rssRequests.toLocaleString('en')} GET requests to random unmatched URLs ` +
+      `(autocannon, as fast as it goes; this plugin with default options; the server runs with V8's young generation fixed at the size V8 grows it to under this load (\`--min-semi-space-size=16 --max-semi-space-size=16\`); RSS and heap read after \`gc()\`; took ${((Date.now() - started) / 1000).toFixed(0)} s).`,
+      '',
+      '| requests after warm-up | RSS MB | vs start | heap used MB | V8 new space MB | samples on /metrics |',
+      '|---|---|---|---|---|---|',
+      ...points.map((p) => `| ${p.requests.toLocaleString('en')} | ${(p.rss / 1048576).toFixed(1)} | ${((p.rss / first - 1) * 100).toFixed(1)} % | ${(p.heapUsed / 1048576).toFixed(1)} | ${(p.newSpace / 1048576).toFixed(1)} | ${p.samples} |`)
+    ].join('\n')
+  }
+}
+
+const started = new Date()
+const sections = {}
+if (only.has('cpu')) sections.cpu = await cpuBench()
+if (only.has('scrape')) sections.scrape = await scrapeBench()
+if (only.has('rss')) sections.rss = await rssBench()
+
+const status = (ok) => ok ? 'met' : '**not met**'
+const targets = []
+if (sections.cpu && SETUPS.includes('plugin')) {
+  const { plugin, fastifyMetrics } = sections.cpu.ratios
+  targets.push(`| all django HTTP metrics ≤ 1.10× bare CPU / request | ${plugin.toFixed(2)}× | ${status(plugin <= 1.10)} |`)
+  targets.push(`| below fastify-metrics in the same run | ${plugin.toFixed(2)}× vs ${fastifyMetrics.toFixed(2)}× | ${status(plugin < fastifyMetrics)} |`)
+}
+if (sections.scrape) {
+  const { scrape1000, promClient1000, growth, growth2000 } = sections.scrape
+  targets.push(`| scrape of 1,000 route templates ≤ 50 ms median | ${scrape1000.toFixed(1)} ms | ${status(scrape1000 <= 50)} |`)
+  targets.push(`| … and below prom-client | ${scrape1000.toFixed(1)} ms vs ${promClient1000.toFixed(1)} ms | ${status(scrape1000 < promClient1000)} |`)
+  targets.push(`| scrape cost linear in series (per-sample cost at 1,000 vs 250 routes ≤ 1.25) | ${growth.toFixed(2)} (2,000 routes: ${growth2000.toFixed(2)}) | ${status(growth <= 1.25)} |`)
+}
+if (sections.rss) {
+  const { worst, worstOld } = sections.rss
+  targets.push(`| RSS flat (±10 %) over random unmatched URLs | worst ${(worst * 100).toFixed(1)} % (without V8's new space: ${(worstOld * 100).toFixed(1)} %) | ` +
+    `${worst <= 0.10 ? 'met' : worstOld <= 0.10 ? '**not met** by RSS; met without the growth of V8\'s new space (young generation), see the table' : '**not met**'} |`)
+}
+
+const cpuModel = cpus()[0]?.model ?? 'unknown'
+const md = [
+  '# Benchmark results',
+  '',
+  `Generated by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC: ` +
+  `${cores} CPUs (${cpuModel}), Node ${process.version}, ${process.platform}/${process.arch}. ` +
+  'The machine may be shared with other work: compare ratios within one run, not absolute figures across runs.',
+  '',
+  '## Targets',
+  '',
+  '| target | measured | status |',
+  '|---|---|---|',
+  ...targets,
+  ...(sections.cpu ? ['', '## CPU per request', '', sections.cpu.markdown] : []),
+  ...(sections.scrape ? ['', '## Scrape', '', sections.scrape.markdown] : []),
+  ...(sections.rss ? ['', '## Memory over random unmatched URLs', '', sections.rss.markdown] : []),
+  ''
+].join('\n')
+writeFileSync(`${here}RESULTS.md`, md)
+console.log(md)
