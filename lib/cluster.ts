@@ -1,7 +1,7 @@
 import cluster from 'node:cluster'
 import { randomUUID } from 'node:crypto'
 import { DataPointType, type MetricData, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
-import { ClusterTimeoutError } from './errors'
+import { ClusterInstanceError, ClusterTimeoutError } from './errors'
 import { FAMILY_GROUPS } from './names'
 
 /**
@@ -14,7 +14,7 @@ const COLLECT = 'upstream-metrics:collect'
 const COLLECTED = 'upstream-metrics:collected'
 const ANSWER = 'upstream-metrics:aggregated'
 
-interface Message { type: string, id: string, scopeMetrics?: ScopeMetrics[], error?: string }
+interface Message { type: string, id: string, namespace?: string, scopeMetrics?: ScopeMetrics[], error?: string }
 
 function isMessage (value: unknown): value is Message {
   return typeof value === 'object' && value !== null && typeof (value as Message).type === 'string' && (value as Message).type.startsWith('upstream-metrics:')
@@ -28,7 +28,9 @@ function attributesKey (attributes: Record<string, unknown>): string {
 }
 
 /** Adds several workers' collections into one: sums and histograms add, gauges follow the table's merge rule. */
-export function mergeScopeMetrics (collections: ScopeMetrics[][]): ScopeMetrics[] {
+export function mergeScopeMetrics (collections: ScopeMetrics[][], namespace = ''): ScopeMetrics[] {
+  const prefix = namespace === '' ? '' : `${namespace}_`
+  const ruleOf = (name: string) => gaugeMerge.get(prefix !== '' && name.startsWith(prefix) ? name.slice(prefix.length) : name) ?? 'sum'
   const scopes = new Map<string, { scope: ScopeMetrics['scope'], metrics: Map<string, { metric: MetricData, points: Map<string, any> }> }>()
   for (const collection of collections) {
     for (const scopeMetrics of collection) {
@@ -43,7 +45,7 @@ export function mergeScopeMetrics (collections: ScopeMetrics[][]): ScopeMetrics[
           merged = { metric, points: new Map() }
           scope.metrics.set(metric.descriptor.name, merged)
         }
-        const rule = gaugeMerge.get(metric.descriptor.name) ?? 'sum'
+        const rule = ruleOf(metric.descriptor.name)
         for (const point of metric.dataPoints as any[]) {
           const key = attributesKey(point.attributes)
           const seen = merged.points.get(key)
@@ -72,8 +74,9 @@ export function mergeScopeMetrics (collections: ScopeMetrics[][]): ScopeMetrics[
 export function setupClusterPrimary (options: { timeoutMs?: number } = {}): () => void {
   if (!cluster.isPrimary) throw new Error('upstream-metrics: setupClusterPrimary() must run in the cluster primary')
   const timeoutMs = options.timeoutMs ?? 4000
-  const pending = new Map<string, { expected: Set<number>, results: ScopeMetrics[][], done: () => void }>()
+  const pending = new Map<string, { expected: Set<number>, results: ScopeMetrics[][], failed: string | undefined, done: () => void }>()
 
+  // A partial sum would make counters drop (a reset to Prometheus): a round missing a worker fails the scrape instead.
   function onMessage (worker: import('node:cluster').Worker, message: unknown): void {
     if (!isMessage(message)) return
     if (message.type === COLLECTED) {
@@ -81,48 +84,78 @@ export function setupClusterPrimary (options: { timeoutMs?: number } = {}): () =
       if (round === undefined || !round.expected.has(worker.id)) return
       round.expected.delete(worker.id)
       if (message.scopeMetrics !== undefined) round.results.push(message.scopeMetrics)
+      else round.failed ??= message.error ?? 'a worker failed to collect'
       if (round.expected.size === 0) round.done()
       return
     }
     if (message.type !== ASK) return
     const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && w.isConnected())
-    const round = { expected: new Set(workers.map((w) => w!.id)), results: [] as ScopeMetrics[][], done: () => {} }
-    const timer = setTimeout(() => round.done(), timeoutMs)
+    const round = { expected: new Set(workers.map((w) => w!.id)), results: [] as ScopeMetrics[][], failed: undefined as string | undefined, done: () => {} }
+    const timer = setTimeout(() => {
+      round.failed ??= `${round.expected.size} worker(s) did not answer within ${timeoutMs} ms`
+      round.done()
+    }, timeoutMs)
     round.done = () => {
       clearTimeout(timer)
       pending.delete(message.id)
       if (!worker.isConnected()) return
-      worker.send({ type: ANSWER, id: message.id, scopeMetrics: mergeScopeMetrics(round.results) })
+      const answer = round.failed === undefined
+        ? { type: ANSWER, id: message.id, scopeMetrics: mergeScopeMetrics(round.results, message.namespace) }
+        : { type: ANSWER, id: message.id, error: round.failed }
+      worker.send(answer, () => {})
     }
     pending.set(message.id, round)
-    for (const w of workers) w!.send({ type: COLLECT, id: message.id })
+    for (const w of workers) w!.send({ type: COLLECT, id: message.id }, () => {})
+  }
+
+  // A worker that exits mid-round is no longer waited for; its counts leave with it.
+  function onExit (worker: import('node:cluster').Worker): void {
+    for (const round of pending.values()) {
+      if (round.expected.delete(worker.id) && round.expected.size === 0) round.done()
+    }
   }
 
   cluster.on('message', onMessage)
-  return () => { cluster.off('message', onMessage) }
+  cluster.on('exit', onExit)
+  return () => {
+    cluster.off('message', onMessage)
+    cluster.off('exit', onExit)
+  }
 }
 
-/** In a worker: answers the primary's collection requests and asks it for totals. */
+let activeWorkerInstance = false
+
+function send (message: Message): void {
+  // A channel closing during a rolling restart must not crash the worker.
+  if (process.connected && process.send !== undefined) process.send(message, undefined, {}, () => {})
+}
+
+/** In a worker: answers the primary's collection requests and asks it for totals. One per process. */
 export class ClusterWorker {
   private readonly waiting = new Map<string, { resolve: (m: ScopeMetrics[]) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
   private readonly onMessage = (message: unknown): void => {
     if (!isMessage(message)) return
     if (message.type === COLLECT) {
       this.collectLocal().then(
-        (scopeMetrics) => process.send?.({ type: COLLECTED, id: message.id, scopeMetrics }),
-        (err: Error) => process.send?.({ type: COLLECTED, id: message.id, error: err.message })
+        (scopeMetrics) => send({ type: COLLECTED, id: message.id, scopeMetrics }),
+        (err: Error) => send({ type: COLLECTED, id: message.id, error: err.message })
       )
     } else if (message.type === ANSWER) {
       const waiter = this.waiting.get(message.id)
       if (waiter === undefined) return
       this.waiting.delete(message.id)
       clearTimeout(waiter.timer)
-      waiter.resolve(message.scopeMetrics ?? [])
+      if (message.error !== undefined) waiter.reject(new Error(`upstream-metrics: cluster totals unavailable: ${message.error}`))
+      else waiter.resolve(message.scopeMetrics ?? [])
     }
   }
 
-  constructor (private readonly collectLocal: () => Promise<ScopeMetrics[]>, private readonly timeoutMs: number) {
-    if (cluster.isWorker) process.on('message', this.onMessage)
+  constructor (private readonly collectLocal: () => Promise<ScopeMetrics[]>, private readonly timeoutMs: number, private readonly namespace = '') {
+    if (cluster.isWorker) {
+      if (activeWorkerInstance) throw new ClusterInstanceError()
+      activeWorkerInstance = true
+      process.on('message', this.onMessage)
+    }
   }
 
   async aggregate (): Promise<ScopeMetrics[]> {
@@ -134,13 +167,19 @@ export class ClusterWorker {
         reject(new ClusterTimeoutError(this.timeoutMs))
       }, this.timeoutMs)
       this.waiting.set(id, { resolve, reject, timer })
-      process.send!({ type: ASK, id })
+      send({ type: ASK, id, namespace: this.namespace })
     })
   }
 
   close (): void {
-    process.off('message', this.onMessage)
-    for (const waiter of this.waiting.values()) clearTimeout(waiter.timer)
+    if (cluster.isWorker) {
+      process.off('message', this.onMessage)
+      activeWorkerInstance = false
+    }
+    for (const waiter of this.waiting.values()) {
+      clearTimeout(waiter.timer)
+      waiter.reject(new Error('upstream-metrics: closed while waiting for cluster totals'))
+    }
     this.waiting.clear()
   }
 }

@@ -18,3 +18,9 @@ export const ClusterTimeoutError = createError<[number]>(
   'upstream-metrics: the cluster primary did not answer within %d ms; call setupClusterPrimary() in the primary process',
   500
 )
+
+export const ClusterInstanceError = createError(
+  'UPSTREAM_METRICS_CLUSTER_INSTANCE',
+  'upstream-metrics: only one instance per worker process can use cluster: true (the primary could not tell their metrics apart)',
+  500
+)

@@ -107,21 +107,24 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
   function methodCells (route: RouteState, rawMethod: string): MethodCells {
     const found = route.methods.get(rawMethod)
     if (found !== undefined) return found
-    {
-      const method = cleanMethod(rawMethod)
-      // django labels the latency histogram with the raw method; Node's parser bounds it to its known verbs.
-      const latencyMethod = NODE_METHODS.has(rawMethod) ? rawMethod : INVALID_METHOD
-      const cells: MethodCells = { route, method, latencyMethod, latency: undefined, byMethod: undefined, byViewHttp: undefined, byViewHttps: undefined, byStatus: new Map() }
-      route.methods.set(rawMethod, cells)
-      return cells
-    }
+    const method = cleanMethod(rawMethod)
+    // django labels the latency histogram with the raw method; Node's parser bounds it to its known verbs.
+    const latencyMethod = NODE_METHODS.has(rawMethod) ? rawMethod : INVALID_METHOD
+    const cells: MethodCells = { route, method, latencyMethod, latency: undefined, byMethod: undefined, byViewHttp: undefined, byViewHttps: undefined, byStatus: new Map() }
+    route.methods.set(rawMethod, cells)
+    return cells
   }
 
   function pathExcluded (url: string): boolean {
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     for (const rule of excludePaths) {
-      if (typeof rule === 'string' ? rule === path : rule.test(path)) return true
+      if (typeof rule === 'string') {
+        if (rule === path) return true
+        continue
+      }
+      rule.lastIndex = 0 // a /g or /y pattern keeps state between test() calls
+      if (rule.test(path)) return true
     }
     return false
   }
@@ -131,27 +134,30 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
   fastify.addHook('onRequest', function metricsOnRequest (request, _reply, done) {
     try {
       const route = routeState(request)
-      if (route.excluded || (excludePaths.length > 0 && pathExcluded(request.url))) return done()
-      const cells = methodCells(route, request.method);
-      (request as unknown as Record<symbol, MethodCells>)[kRequestState] = cells
-      requestsBefore.value++
-      (cells.byMethod ??= methodCounter(cells.method)).value++
-      if (request.protocol === 'https') {
-        (byTransport.https ??= f.byTransport.cell('https')).value++
-        if (route.matched) (cells.byViewHttps ??= f.byViewTransportMethod.cell(route.view, 'https', cells.method)).value++
-      } else {
-        (byTransport.http ??= f.byTransport.cell('http')).value++
-        if (route.matched) (cells.byViewHttp ??= f.byViewTransportMethod.cell(route.view, 'http', cells.method)).value++
-      }
-      const headers = request.headers
-      if (headers['x-requested-with'] === 'XMLHttpRequest') ajax.value++
-      const length = headers['content-length']
-      observe(requestBody, DJANGO_BODY_BUCKETS, length === undefined ? 0 : (Number(length) || 0))
+      if (!route.excluded && !(excludePaths.length > 0 && pathExcluded(request.url))) recordRequest(request, route)
     } catch (err) {
       faults.report(err)
     }
     done()
   })
+
+  function recordRequest (request: FastifyRequest, route: RouteState): void {
+    const cells = methodCells(route, request.method);
+    (request as unknown as Record<symbol, MethodCells>)[kRequestState] = cells
+    requestsBefore.value++
+    (cells.byMethod ??= methodCounter(cells.method)).value++
+    if (request.protocol === 'https') {
+      (byTransport.https ??= f.byTransport.cell('https')).value++
+      if (route.matched) (cells.byViewHttps ??= f.byViewTransportMethod.cell(route.view, 'https', cells.method)).value++
+    } else {
+      (byTransport.http ??= f.byTransport.cell('http')).value++
+      if (route.matched) (cells.byViewHttp ??= f.byViewTransportMethod.cell(route.view, 'http', cells.method)).value++
+    }
+    const headers = request.headers
+    if (headers['x-requested-with'] === 'XMLHttpRequest') ajax.value++
+    const length = headers['content-length']
+    observe(requestBody, DJANGO_BODY_BUCKETS, length === undefined ? 0 : (Number(length) || 0))
+  }
 
   fastify.addHook('onError', function metricsOnError (request, reply, error, done) {
     try {

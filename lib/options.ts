@@ -216,6 +216,9 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) fail('cluster.timeoutMs', 'must be a positive number of milliseconds', timeoutMs)
     cluster = { timeoutMs }
   } else if (options.cluster !== undefined && options.cluster !== false) fail('cluster', 'must be true, false or { timeoutMs }', options.cluster)
+  const followed = worker(options.worker)
+  // Every worker process would follow the same queues: summed, the celery histograms would count each job N times.
+  if (cluster !== undefined && followed !== undefined) fail('worker', 'cannot be combined with cluster (run the upstream-metrics-worker command once instead)', true)
 
   return {
     path,
@@ -230,6 +233,6 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     cluster,
     db: dbOptions(options.db),
     cache: cache(options.cache),
-    worker: worker(options.worker)
+    worker: followed
   }
 }

@@ -25,69 +25,75 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const store = new Store(options.namespace, options.cardinalityLimit)
   const faults = new Faults(fastify.log)
   const telemetry = new Telemetry(store, options.cardinalityLimit)
-  const stopRuntime = options.runtimeMetrics ? startRuntimeMetrics(telemetry.runtimeMeter) : undefined
-  instrumentHttp(fastify, store, options, faults)
-  const stopDb = instrumentDb(fastify, store, options, faults, telemetry.provider)
-  const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
-  const worker = options.worker === undefined
-    ? undefined
-    : new WorkerCollector(store, { ...options.worker, log: fastify.log, cardinalityLimit: options.cardinalityLimit })
-
-  const collectLocal = async () => {
-    await worker?.refresh()
-    return await telemetry.collect()
+  // Everything started is stopped in reverse order, on close or when registration fails half-way.
+  const stops: Array<() => unknown> = [async () => await telemetry.shutdown()]
+  const stopAll = async (): Promise<void> => {
+    for (const stop of stops.reverse()) await stop()
   }
-  const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs)
-  async function metrics (): Promise<string> {
-    const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
-    return telemetry.serialize(scopeMetrics)
-  }
+  try {
+    if (options.runtimeMetrics) stops.push(startRuntimeMetrics(telemetry.runtimeMeter))
+    instrumentHttp(fastify, store, options, faults)
+    stops.push(instrumentDb(fastify, store, options, faults, telemetry.provider))
+    const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
+    stops.push(() => cache.stop())
+    const worker = options.worker === undefined
+      ? undefined
+      : new WorkerCollector(store, { ...options.worker, log: fastify.log, cardinalityLimit: options.cardinalityLimit })
+    if (worker !== undefined) stops.push(async () => await worker.close())
 
-  const checkAccess = accessCheck(options.auth)
-  async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (checkAccess !== undefined && !await checkAccess(request, reply)) return
-    let text: string
-    try {
-      text = await metrics()
-    } catch (err) {
-      request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
-      reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
-      return
+    const collectLocal = async () => {
+      await worker?.refresh()
+      return await telemetry.collect()
     }
-    reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(text)
-  }
+    const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
+    if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
+    async function metrics (): Promise<string> {
+      const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
+      return telemetry.serialize(scopeMetrics)
+    }
 
-  if (options.path !== false) {
-    fastify.route({ method: 'GET', url: options.path, handler, config: { [kScrapeRoute]: true } as object, logLevel: 'warn' })
-  }
+    const checkAccess = accessCheck(options.auth)
+    async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      if (checkAccess !== undefined && !await checkAccess(request, reply)) return
+      let text: string
+      try {
+        text = await metrics()
+      } catch (err) {
+        request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
+        reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
+        return
+      }
+      reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(text)
+    }
 
-  let listener: Server | undefined
-  if (options.listener !== undefined) {
-    if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
-    listener = await startListener(fastify, options.listener, metrics, credentials(options.auth))
-  }
+    if (options.path !== false) {
+      fastify.route({ method: 'GET', url: options.path, handler, config: { [kScrapeRoute]: true } as object, logLevel: 'warn' })
+    }
 
-  // Started once nothing else can fail, so a failed registration leaves no connection behind.
-  worker?.start()
-  const address = listener?.address()
-  const decoration: UpstreamMetrics = {
-    meter: telemetry.meter,
-    handler,
-    metrics,
-    listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
-    cache: cache.api
-  }
-  fastify.decorate(DECORATOR, decoration)
+    let listener: Server | undefined
+    if (options.listener !== undefined) {
+      if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
+      const server = await startListener(fastify, options.listener, metrics, credentials(options.auth))
+      listener = server
+      stops.push(async () => await new Promise<void>((resolve) => server.close(() => resolve())))
+    }
 
-  fastify.addHook('onClose', async () => {
-    stopDb()
-    stopRuntime?.()
-    cache.stop()
-    clusterWorker?.close()
-    await worker?.close()
-    if (listener !== undefined) await new Promise<void>((resolve) => listener!.close(() => resolve()))
-    await telemetry.shutdown()
-  })
+    // Connects to Redis last, once nothing else can fail.
+    worker?.start()
+    const address = listener?.address()
+    const decoration: UpstreamMetrics = {
+      meter: telemetry.meter,
+      handler,
+      metrics,
+      listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
+      cache: cache.api
+    }
+    fastify.decorate(DECORATOR, decoration)
+  } catch (err) {
+    await stopAll()
+    throw err
+  }
+  fastify.addHook('onClose', stopAll)
 }
 
 /** A bare internal listener for the scrape, kept off the app's port (and its hooks). */

@@ -1,10 +1,15 @@
 import { readdirSync, readFileSync } from 'node:fs'
-import { monitorEventLoopDelay, performance, PerformanceObserver, type EventLoopUtilization } from 'node:perf_hooks'
+import { constants as perfConstants, monitorEventLoopDelay, performance, PerformanceObserver, type EventLoopUtilization } from 'node:perf_hooks'
 import { getHeapSpaceStatistics } from 'node:v8'
 import type { Meter } from '@opentelemetry/api'
 import { RUNTIME } from './names'
 
-const GC_KINDS: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' }
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb'
+}
 const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5]
 const PAGE_SIZE = 4096
 
@@ -81,9 +86,15 @@ export function startRuntimeMetrics (meter: Meter): () => void {
     result.observe(performance.eventLoopUtilization(now, lastUtilization).utilization)
     lastUtilization = now
   })
-  gauge(RUNTIME.heapUsed).addCallback((result) => result.observe(process.memoryUsage().heapUsed))
-  gauge(RUNTIME.heapTotal).addCallback((result) => result.observe(process.memoryUsage().heapTotal))
-  gauge(RUNTIME.externalMemory).addCallback((result) => result.observe(process.memoryUsage().external))
+  const memory = meter.createObservableGauge(RUNTIME.heapUsed.name, { description: RUNTIME.heapUsed.help })
+  const heapTotal = meter.createObservableGauge(RUNTIME.heapTotal.name, { description: RUNTIME.heapTotal.help })
+  const external = meter.createObservableGauge(RUNTIME.externalMemory.name, { description: RUNTIME.externalMemory.help })
+  meter.addBatchObservableCallback((result) => {
+    const usage = process.memoryUsage()
+    result.observe(memory, usage.heapUsed)
+    result.observe(heapTotal, usage.heapTotal)
+    result.observe(external, usage.external)
+  }, [memory, heapTotal, external])
   gauge(RUNTIME.heapSpaceUsed).addCallback((result) => {
     for (const space of getHeapSpaceStatistics()) result.observe(space.space_used_size, { space: space.space_name })
   })
