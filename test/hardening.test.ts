@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { Writable } from 'node:stream'
 import { join } from 'node:path'
 import t from 'tap'
 import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
+import { patchRefs } from '../lib/patch'
 import { key, parse, series } from './helpers/metrics'
 import { freePort, get } from './helpers/net'
 
@@ -273,4 +274,41 @@ t.test('fuzz: malformed requests crash nothing and the metrics still parse', asy
   const responses = m.samples.get('django_http_responses_before_middlewares_total')!
   t.ok(requests >= responses + 1, 'requests counted once each (the scrape is still in flight)')
   t.ok(series(m, 'django_http_responses_total_by_status_total').length > 0)
+})
+
+t.test('a registration that fails half-way leaves nothing running or patched', async (t) => {
+  const blocker = createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => blocker.close())
+  const port = (blocker.address() as { port: number }).port
+  const before = { pg: patchRefs('pg'), ioredis: patchRefs('ioredis') }
+  const app = Fastify({ logger: false })
+  await t.rejects(async () => { await app.register(upstreamMetrics, { listener: { host: '127.0.0.1', port } }) }, { code: 'EADDRINUSE' })
+  await app.close().catch(() => {})
+  t.same({ pg: patchRefs('pg'), ioredis: patchRefs('ioredis') }, before, 'patch references released')
+})
+
+t.test('exclusion patterns with the g flag exclude every time', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false, excludePaths: [/^\/ready/g], countScrape: false })
+  app.get('/ready', async () => 'ok')
+  t.teardown(() => app.close())
+  for (let i = 0; i < 4; i++) await app.inject('/ready')
+  t.equal(parse((await app.inject('/metrics')).body).samples.get('django_http_requests_before_middlewares_total'), 0)
+})
+
+t.test('cluster: a round missing a worker fails the scrape instead of answering partial totals', async (t) => {
+  const port = await freePort()
+  const child = spawn(process.execPath, [fixture('cluster.mjs')], { env: { ...process.env, PORT: String(port), WORKERS: '2', SILENT_WORKER: '1', PRIMARY_TIMEOUT_MS: '800' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  t.teardown(() => { clearTimeout(killer); child.kill('SIGTERM') })
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => { if (String(d).includes('ready')) resolve() })
+    child.on('exit', () => reject(new Error('cluster fixture exited early')))
+  })
+  // The silent worker has no /metrics route (404); the other one must refuse to answer a partial sum.
+  const statuses = new Set<number>()
+  for (let i = 0; i < 8; i++) statuses.add((await get(`http://127.0.0.1:${port}/metrics`)).status)
+  t.ok(statuses.has(500), 'a worker that never answers makes the scrape fail')
+  t.notOk(statuses.has(200), 'never partial totals, which Prometheus would read as a counter reset')
 })

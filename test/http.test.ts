@@ -245,6 +245,16 @@ t.test('runtime metrics: on by default, can be switched off', async (t) => {
   t.equal(m.type.get('process_cpu_seconds_total'), 'counter')
   t.ok(Math.abs(m.samples.get('process_start_time_seconds')! - (Date.now() / 1000 - process.uptime())) < 5, 'start time is this process start')
   t.ok(series(m, 'nodejs_heap_space_used_bytes').length > 0)
+  let garbage: unknown[] = []
+  let kinds = new Set<string>()
+  for (let round = 0; round < 50 && !kinds.has('minor'); round++) {
+    for (let i = 0; i < 200_000; i++) garbage.push({ i })
+    garbage = []
+    await new Promise((resolve) => setImmediate(resolve))
+    kinds = new Set(series(await scrape(on), 'nodejs_gc_duration_seconds_count').map((s) => s.labels.kind!))
+  }
+  t.ok(kinds.has('minor'), `scavenges are labelled kind="minor" (saw ${[...kinds].join(', ')})`)
+  t.notOk(kinds.has('other'), 'every GC kind Node reports has its name')
 
   const off = Fastify()
   await off.register(upstreamMetrics, { runtimeMetrics: false })

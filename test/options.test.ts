@@ -18,6 +18,7 @@ t.test('invalid options fail at register with a coded error naming the option', 
     [{ auth: { check: 'x' } }, 'auth.check'],
     [{ listener: { port: 70000 } }, 'listener.port'],
     [{ cluster: 'yes' }, 'cluster'],
+    [{ cluster: true, worker: true }, 'worker'],
     [{ unknownThing: true }, 'unknownThing']
   ]
   for (const [options, name] of cases) {
