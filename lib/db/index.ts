@@ -35,6 +35,7 @@ export function instrumentDb (
   meterProvider: MeterProvider
 ): () => void {
   const db = options.db
+  if (!db.enabled) return () => {}
   const execute = store.counter(DB.execute)
   store.counter(DB.executeMany) // registered as in django-prometheus; pg has no executemany()
   const errors = store.counter(DB.errors)
@@ -51,7 +52,6 @@ export function instrumentDb (
   const bounds = options.latencyBuckets
   const publicSchema = db.defaultSchema === 'public'
 
-  if (!db.enabled) return () => {}
   const migrations = db.migrations
   if (migrations !== undefined) {
     fastify.addHook('onReady', async () => {
