@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss,pg] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
 // Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -15,7 +15,7 @@ const value = (name, fallback) => {
   return found === undefined ? fallback : found.slice(name.length + 3)
 }
 const quick = flag('quick')
-const only = new Set(value('only', 'cpu,scrape,rss').split(','))
+const only = new Set(value('only', 'cpu,scrape,rss,pg').split(','))
 const config = {
   rate: Number(value('rate', quick ? 3000 : 5000)),
   rounds: Number(value('rounds', quick ? 3 : 7)),
@@ -243,9 +243,25 @@ const sections = {}
 if (only.has('cpu')) sections.cpu = await cpuBench()
 if (only.has('scrape')) sections.scrape = await scrapeBench()
 if (only.has('rss')) sections.rss = await rssBench()
+if (only.has('pg')) sections.pg = pgBench()
+
+/** bench/pg.mjs in a child process: CPU per query through pg with and without the plugin (PostgreSQL issue). */
+function pgBench () {
+  const args = quick ? ['--queries', '2000', '--rounds', '3'] : ['--queries', '4000', '--rounds', '7']
+  try {
+    const out = execFileSync(process.execPath, [`${here}pg.mjs`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+    const table = out.split('\n').filter((line) => line.startsWith('|')).join('\n')
+    const ratios = [...table.matchAll(/\| ([0-9.]+)× \|/g)].map((m) => Number(m[1]))
+    return { markdown: `${out.split('\n')[0]}\n\n${table}`, worst: Math.max(...ratios) }
+  } catch (err) {
+    console.error(`PostgreSQL bench skipped: ${err.message}`)
+    return undefined
+  }
+}
 
 const status = (ok) => ok ? 'met' : '**not met**'
 const targets = []
+if (sections.pg) targets.push(`| PostgreSQL: CPU per query ≤ 1.15× plain pg (worst median of the four workloads) | ${sections.pg.worst.toFixed(2)}× | ${status(sections.pg.worst <= 1.15)} |`)
 if (sections.cpu && SETUPS.includes('plugin')) {
   const { plugin, fastifyMetrics } = sections.cpu.ratios
   targets.push(`| all django HTTP metrics ≤ 1.10× bare CPU / request | ${plugin.toFixed(2)}× | ${status(plugin <= 1.10)} |`)
@@ -279,6 +295,7 @@ const md = [
   ...(sections.cpu ? ['', '## CPU per request', '', sections.cpu.markdown] : []),
   ...(sections.scrape ? ['', '## Scrape', '', sections.scrape.markdown] : []),
   ...(sections.rss ? ['', '## Memory over random unmatched URLs', '', sections.rss.markdown] : []),
+  ...(sections.pg ? ['', '## PostgreSQL: CPU per query through pg', '', sections.pg.markdown] : []),
   ''
 ].join('\n')
 writeFileSync(`${here}RESULTS.md`, md)
