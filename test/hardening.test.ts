@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import { Writable } from 'node:stream'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { patchRefs } from '../lib/patch'
@@ -210,15 +210,21 @@ t.test('close() leaves no handles: the process exits by itself', async (t) => {
   t.equal(code, 0, 'exited on its own, before the 20 s kill')
 })
 
-t.test('cluster workers: a scrape returns totals over all workers', async (t) => {
+/** Starts test/fixtures/cluster.mjs (a primary and two workers on one port); killed at teardown. */
+async function startCluster (t: Test, env: Record<string, string>): Promise<number> {
   const port = await freePort()
-  const child = spawn(process.execPath, [fixture('cluster.mjs')], { env: { ...process.env, PORT: String(port), WORKERS: '2' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [fixture('cluster.mjs')], { env: { ...process.env, PORT: String(port), WORKERS: '2', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
   t.teardown(() => { clearTimeout(killer); child.kill('SIGTERM') })
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => { if (String(d).includes('ready')) resolve() })
     child.on('exit', () => reject(new Error('cluster fixture exited early')))
   })
+  return port
+}
+
+t.test('cluster workers: a scrape returns totals over all workers', async (t) => {
+  const port = await startCluster(t, {})
   const pids = new Set<number>()
   for (let i = 0; i < 40; i++) pids.add(JSON.parse((await get(`http://127.0.0.1:${port}/who`)).body).pid)
   t.equal(pids.size, 2, 'requests were spread over both workers')
@@ -298,14 +304,7 @@ t.test('exclusion patterns with the g flag exclude every time', async (t) => {
 })
 
 t.test('cluster: a round missing a worker fails the scrape instead of answering partial totals', async (t) => {
-  const port = await freePort()
-  const child = spawn(process.execPath, [fixture('cluster.mjs')], { env: { ...process.env, PORT: String(port), WORKERS: '2', SILENT_WORKER: '1', PRIMARY_TIMEOUT_MS: '800' }, stdio: ['ignore', 'pipe', 'inherit'] })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  t.teardown(() => { clearTimeout(killer); child.kill('SIGTERM') })
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => { if (String(d).includes('ready')) resolve() })
-    child.on('exit', () => reject(new Error('cluster fixture exited early')))
-  })
+  const port = await startCluster(t, { SILENT_WORKER: '1', PRIMARY_TIMEOUT_MS: '800' })
   // The silent worker has no /metrics route (404); the other one must refuse to answer a partial sum.
   const statuses = new Set<number>()
   for (let i = 0; i < 8; i++) statuses.add((await get(`http://127.0.0.1:${port}/metrics`)).status)
