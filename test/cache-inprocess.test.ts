@@ -3,27 +3,10 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import Keyv from 'keyv'
 import upstreamMetrics, { instrumentCache, recordCacheGet } from '../lib/index'
+import { cacheCounts as counts } from './helpers/metrics'
 
 async function scrape (app: FastifyInstance): Promise<string> {
   return (await app.inject({ method: 'GET', url: '/metrics' })).body
-}
-
-function counts (text: string, backend: string): Record<string, number | undefined> {
-  const samples = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  const get = (name: string) => samples.get(`${name}{backend="${backend}"}`)
-  return {
-    total: get('django_cache_get_total'),
-    hits: get('django_cache_get_hits_total'),
-    misses: get('django_cache_get_misses_total'),
-    fail: get('django_cache_get_fail_total'),
-    guideHits: get('django_cache_hits_total'),
-    guideMisses: get('django_cache_misses_total')
-  }
 }
 
 const expect = (total: number, hits: number, misses: number, fail: number) => ({ total, hits, misses, fail, guideHits: hits, guideMisses: misses })

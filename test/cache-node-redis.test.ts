@@ -1,5 +1,4 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { createServer } from 'node:net'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { ROOT_CONTEXT, context, trace, type Context, type ContextManager, type Span, type Tracer } from '@opentelemetry/api'
@@ -8,33 +7,15 @@ import { RedisInstrumentation } from '@opentelemetry/instrumentation-redis'
 import { createClient } from 'redis'
 import upstreamMetrics from '../lib/index'
 import { patchRefs } from '../lib/patch'
+import { cacheCounts } from './helpers/metrics'
+import { freePort as closedPort } from './helpers/net'
+
+async function counts (app: FastifyInstance, backend = 'redis'): Promise<Record<string, number | undefined>> {
+  return cacheCounts((await app.inject({ method: 'GET', url: '/metrics' })).body, backend)
+}
 
 const URL = 'redis://127.0.0.1:6379/5'
 const P = 'um_cache:node-redis:'
-
-async function counts (app: FastifyInstance, backend = 'redis'): Promise<Record<string, number | undefined>> {
-  const body = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  const value = (name: string): number | undefined => {
-    const line = body.split('\n').find((l) => l.startsWith(`${name}{backend="${backend}"} `))
-    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return {
-    total: value('django_cache_get_total'),
-    hits: value('django_cache_get_hits_total'),
-    misses: value('django_cache_get_misses_total'),
-    fail: value('django_cache_get_fail_total'),
-    guideHits: value('django_cache_hits_total'),
-    guideMisses: value('django_cache_misses_total')
-  }
-}
-
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 async function app (): Promise<FastifyInstance> {
   const fastify = Fastify()

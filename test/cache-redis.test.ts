@@ -6,41 +6,15 @@ import Redis from 'ioredis'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import upstreamMetrics from '../lib/index'
 import { patchRefs } from '../lib/patch'
+import { cacheCounts } from './helpers/metrics'
+import { freePort as closedPort } from './helpers/net'
+
+async function scrape (app: FastifyInstance): Promise<string> {
+  return (await app.inject({ method: 'GET', url: '/metrics' })).body
+}
 
 const DB = 5
 const P = 'um_cache:redis:'
-
-async function scrape (app: FastifyInstance): Promise<Map<string, number>> {
-  const res = await app.inject({ method: 'GET', url: '/metrics' })
-  const samples = new Map<string, number>()
-  for (const line of res.body.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  return samples
-}
-
-function cacheCounts (samples: Map<string, number>, backend: string): Record<string, number | undefined> {
-  const get = (name: string) => samples.get(`${name}{backend="${backend}"}`)
-  return {
-    total: get('django_cache_get_total'),
-    hits: get('django_cache_get_hits_total'),
-    misses: get('django_cache_get_misses_total'),
-    fail: get('django_cache_get_fail_total'),
-    guideHits: get('django_cache_hits_total'),
-    guideMisses: get('django_cache_misses_total')
-  }
-}
-
-/** A loopback port nothing listens on. */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 async function app (options: Record<string, unknown> = {}): Promise<FastifyInstance> {
   const fastify = Fastify()

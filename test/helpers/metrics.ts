@@ -59,3 +59,17 @@ export function series (exposition: Exposition, name: string): Array<{ labels: R
   }
   return result
 }
+
+/** One backend's cache series, under django-prometheus's names and the guide's, from exposition text. */
+export function cacheCounts (text: string, backend: string): Record<string, number | undefined> {
+  const { samples } = parse(text)
+  const get = (name: string) => samples.get(key(name, { backend }))
+  return {
+    total: get('django_cache_get_total'),
+    hits: get('django_cache_get_hits_total'),
+    misses: get('django_cache_get_misses_total'),
+    fail: get('django_cache_get_fail_total'),
+    guideHits: get('django_cache_hits_total'),
+    guideMisses: get('django_cache_misses_total')
+  }
+}
