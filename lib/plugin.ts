@@ -38,7 +38,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     stops.push(() => cache.stop())
     const worker = options.worker === undefined
       ? undefined
-      : new WorkerCollector(store, { ...options.worker, log: fastify.log, cardinalityLimit: options.cardinalityLimit })
+      : new WorkerCollector(store, { ...options.worker, log: fastify.log })
     if (worker !== undefined) stops.push(async () => await worker.close())
 
     const collectLocal = async () => {

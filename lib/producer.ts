@@ -28,9 +28,7 @@ export class StoreProducer implements MetricProducer {
     const families = [...this.store.families].sort((a, b) => (rank.get(a.spec.name) ?? 1e6) - (rank.get(b.spec.name) ?? 1e6))
     const metrics: MetricData[] = []
     for (const family of families) {
-      // A family registered without the namespace (the celery ones) keeps its aliases unprefixed too.
-      const prefix = family.name === family.spec.name ? (alias: string) => alias : (alias: string) => this.store.prefixed(alias)
-      for (const name of [family.name, ...(family.spec.aliases ?? []).map(prefix)]) {
+      for (const name of family.names) {
         metrics.push(this.metric(family, name, endTime))
       }
     }

@@ -21,13 +21,20 @@ export class Family<C extends Cell = Cell> {
   readonly cells = new Map<string, C>()
   private overflowCell: C | undefined
 
+  /** Exposed name (namespace applied), before the counter `_total` rule. */
+  readonly name: string
+  /** The exposed name and the spec's alias names, each carrying the same series. */
+  readonly names: readonly string[]
+
   constructor (
     readonly spec: MetricSpec,
-    /** Exposed name (namespace applied), without the counter `_total` suffix rule applied. */
-    readonly name: string,
+    /** `<namespace>_`, or '' for families that are never namespaced. */
+    prefix: string,
     readonly limit: number,
     readonly bounds: readonly number[] = []
   ) {
+    this.name = prefix + spec.name
+    this.names = [spec.name, ...(spec.aliases ?? [])].map((n) => prefix + n)
     if (spec.labels.length === 0) this.cell()
   }
 
@@ -72,25 +79,31 @@ export function observe (cell: HistogramCell, bounds: readonly number[], v: numb
   cell.value++
 }
 
+/** `namespaced: false` keeps a family's names as declared (the Celery exporter's, which dashboards query as such). */
+export interface FamilyOptions { namespaced?: boolean }
+
 export class Store {
   readonly families: Family[] = []
+  private readonly prefix: string
 
-  constructor (private readonly namespace: string, private readonly limit: number) {}
-
-  counter (spec: MetricSpec): Family {
-    return this.add(new Family(spec, this.prefixed(spec.name), this.limit))
+  constructor (namespace: string, private readonly limit: number) {
+    this.prefix = namespace === '' ? '' : `${namespace}_`
   }
 
-  gauge (spec: MetricSpec): Family {
-    return this.add(new Family(spec, this.prefixed(spec.name), this.limit))
+  counter (spec: MetricSpec, options?: FamilyOptions): Family {
+    return this.add(new Family(spec, this.prefixFor(options), this.limit))
   }
 
-  histogram (spec: MetricSpec, bounds: readonly number[]): Family<HistogramCell> {
-    return this.add(new Family<HistogramCell>(spec, this.prefixed(spec.name), this.limit, bounds))
+  gauge (spec: MetricSpec, options?: FamilyOptions): Family {
+    return this.counter(spec, options)
   }
 
-  prefixed (name: string): string {
-    return this.namespace === '' ? name : `${this.namespace}_${name}`
+  histogram (spec: MetricSpec, bounds: readonly number[], options?: FamilyOptions): Family<HistogramCell> {
+    return this.add(new Family<HistogramCell>(spec, this.prefixFor(options), this.limit, bounds))
+  }
+
+  private prefixFor (options: FamilyOptions | undefined): string {
+    return options?.namespaced === false ? '' : this.prefix
   }
 
   private add<F extends Family<any>>(family: F): F {

@@ -1,7 +1,7 @@
 import IORedis from 'ioredis'
 import type { Redis } from 'ioredis'
-import { CELERY, CELERY_BUCKETS, type MetricSpec } from '../names'
-import { Family, observe, type Cell, type HistogramCell, type Store } from '../store'
+import { CELERY, CELERY_BUCKETS } from '../names'
+import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 
 /** Celery's `ALL_STATES`, in the order celery-prometheus-exporter's README lists them. */
 export const CELERY_STATES = ['PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', 'FAILURE', 'REVOKED', 'RETRY'] as const
@@ -33,8 +33,6 @@ export interface WorkerCollectorOptions {
   verbose?: boolean
   /** Least time between two rebuilds of a queue's state when Redis' counts disagree with the tracked ones. */
   rebuildIntervalMs?: number
-  /** Most series per metric, as the plugin's `cardinalityLimit`. */
-  cardinalityLimit?: number
 }
 
 interface Job {
@@ -127,19 +125,14 @@ export class WorkerCollector {
     this.blockMs = Math.max(1, Math.min(options.blockMs ?? 5000, this.discover ? this.discoverIntervalMs : Infinity))
     this.refreshTimeoutMs = options.refreshTimeoutMs ?? 2000
 
-    const limit = options.cardinalityLimit ?? 2000
-    const family = <C extends Cell = Cell>(spec: MetricSpec, bounds?: readonly number[]): Family<C> => {
-      // Not namespaced: dashboards query the Celery exporter's own names.
-      const created = new Family<C>(spec, spec.name, limit, bounds)
-      store.families.push(created as unknown as Family)
-      return created
-    }
-    const tasks = family(CELERY.tasks)
-    this.tasksByName = family(CELERY.tasksByName)
-    this.workers = family(CELERY.workers).cell()
-    this.latency = family<HistogramCell>(CELERY.latency, CELERY_BUCKETS).cell()
-    this.runtime = family<HistogramCell>(CELERY.runtime, CELERY_BUCKETS)
-    this.queueLength = family(CELERY.queueLength)
+    // Not namespaced: dashboards query the Celery exporter's own names.
+    const asDeclared = { namespaced: false }
+    const tasks = store.gauge(CELERY.tasks, asDeclared)
+    this.tasksByName = store.gauge(CELERY.tasksByName, asDeclared)
+    this.workers = store.gauge(CELERY.workers, asDeclared).cell()
+    this.latency = store.histogram(CELERY.latency, CELERY_BUCKETS, asDeclared).cell()
+    this.runtime = store.histogram(CELERY.runtime, CELERY_BUCKETS, asDeclared)
+    this.queueLength = store.gauge(CELERY.queueLength, asDeclared)
     this.tasks = Object.fromEntries(CELERY_STATES.map((s) => [s, tasks.cell(s)])) as Record<CeleryState, Cell>
 
     const common = { connectionName: `upstream-metrics-worker:${options.prefix}`, lazyConnect: true }
