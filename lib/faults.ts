@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 
 /**
- * A failure inside metric recording must never reach the request: it is swallowed,
- * counted, and logged at most once per interval.
+ * A failure inside metric recording must never reach the request: it is swallowed and
+ * logged at most once per interval, with the number of failures so far.
  */
 export class Faults {
   count = 0

@@ -243,6 +243,7 @@ export function parseStatements (text: string, count: number, defaultSchema = 'p
 /** Parses through a bounded cache: apps send the same parameterised texts again and again. */
 export class StatementCache {
   private readonly map = new Map<string, ModelStatement | null>()
+  private readonly multi = new Map<string, Array<ModelStatement | undefined>>()
   constructor (private readonly defaultSchema = 'public', private readonly max = 1000, private readonly maxLength = 4096) {}
 
   get (text: string): ModelStatement | undefined {
@@ -257,6 +258,14 @@ export class StatementCache {
   }
 
   many (text: string, count: number): Array<ModelStatement | undefined> {
-    return parseStatements(text, count, this.defaultSchema)
+    const key = `${count}\u0000${text}`
+    const hit = this.multi.get(key)
+    if (hit !== undefined) return hit
+    const parsed = parseStatements(text, count, this.defaultSchema)
+    if (text.length <= this.maxLength) {
+      if (this.multi.size >= this.max) this.multi.clear()
+      this.multi.set(key, parsed)
+    }
+    return parsed
   }
 }
