@@ -1,4 +1,4 @@
-// Writes the README's metric table from lib/names.ts (through dist/), between the markers.
+// Writes the metric table of docs/metrics.md from lib/names.ts (through dist/), between the markers.
 // Usage: npm run build && node scripts/metric-table.mjs [--check]
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -21,15 +21,15 @@ export function metricTable () {
   return rows.join('\n')
 }
 
-const readmePath = new URL('../README.md', import.meta.url)
+const readmePath = new URL('../docs/metrics.md', import.meta.url)
 const readme = readFileSync(readmePath, 'utf8')
 const start = readme.indexOf(START)
 const end = readme.indexOf(END)
-if (start === -1 || end === -1) throw new Error('README.md lacks the metric-table markers')
+if (start === -1 || end === -1) throw new Error('docs/metrics.md lacks the metric-table markers')
 const updated = `${readme.slice(0, start + START.length)}\n${metricTable()}\n${readme.slice(end)}`
 if (process.argv.includes('--check')) {
   if (updated !== readme) {
-    console.error('README.md metric table is stale: run `npm run build && node scripts/metric-table.mjs`')
+    console.error('docs/metrics.md metric table is stale: run `npm run build && node scripts/metric-table.mjs`')
     process.exit(1)
   }
 } else {
