@@ -23,7 +23,7 @@ function wrapped (): boolean {
   return (pg.Client.prototype.query as { __wrapped?: boolean }).__wrapped === true
 }
 
-t.test('the known script gives exact counts, errors by Django class and model rows', async (t) => {
+t.test('the known script gives exact counts, errors by psycopg2 class and model rows', async (t) => {
   const p = 'um_pg_core'
   await setup(pg, url, p)
   t.teardown(() => teardown(pg, url, p))
