@@ -141,7 +141,8 @@ export async function buildDemo ({
         [payerId, externalRef, amountCents])
       return reply.code(201).send(rows[0])
     } catch (err) {
-      // Constraint violations are the client's fault; the database still counts them as errors.
+      // Constraint violations are the client's fault; the database still counts them as errors
+      // (django_db_errors_total{type="UniqueViolation"} / {type="ForeignKeyViolation"}, psycopg's classes).
       if (err.code === '23505') return reply.code(409).send({ error: 'duplicate claim reference' })
       if (err.code === '23503') return reply.code(422).send({ error: 'unknown payer' })
       throw err

@@ -1,7 +1,7 @@
 import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
-import type { DbConnectionInfo, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
+import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
 export interface ResolvedMigrations {
@@ -17,6 +17,7 @@ export interface ResolvedDb {
   enabled: boolean
   alias: string | ((connection: DbConnectionInfo) => string)
   defaultSchema: string
+  models: DbModels | undefined
   semconvMetrics: boolean
   migrations: ResolvedMigrations | undefined
 }
@@ -38,7 +39,7 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
-const DB_KEYS = ['alias', 'defaultSchema', 'migrations', 'semconvMetrics']
+const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
 
@@ -88,7 +89,7 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
 }
 
 function dbOptions (value: unknown): ResolvedDb {
-  if (value === false) return { enabled: false, alias: 'default', defaultSchema: 'public', semconvMetrics: false, migrations: undefined }
+  if (value === false) return { enabled: false, alias: 'default', defaultSchema: 'public', models: undefined, semconvMetrics: false, migrations: undefined }
   const db = value ?? {}
   if (!isPlainObject(db)) fail('db', 'must be false or an object', db)
   for (const key of Object.keys(db)) {
@@ -98,6 +99,7 @@ function dbOptions (value: unknown): ResolvedDb {
   if (!(typeof alias === 'function' || (typeof alias === 'string' && alias !== ''))) fail('db.alias', 'must be a non-empty string or a function (connection) => string', alias)
   const defaultSchema = db.defaultSchema ?? 'public'
   if (typeof defaultSchema !== 'string' || defaultSchema === '') fail('db.defaultSchema', 'must be a non-empty string', defaultSchema)
+  const models = dbModels(db.models)
   const semconvMetrics = db.semconvMetrics ?? false
   if (typeof semconvMetrics !== 'boolean') fail('db.semconvMetrics', 'must be true or false', semconvMetrics)
   let migrations: ResolvedMigrations | undefined
@@ -126,7 +128,17 @@ function dbOptions (value: unknown): ResolvedDb {
       count: m.count as MigrationsOptions['count']
     }
   }
-  return { enabled: true, alias: alias as ResolvedDb['alias'], defaultSchema, semconvMetrics, migrations }
+  return { enabled: true, alias: alias as ResolvedDb['alias'], defaultSchema, models, semconvMetrics, migrations }
+}
+
+function dbModels (value: unknown): DbModels | undefined {
+  if (value === undefined || typeof value === 'function') return value as DbModels | undefined
+  if (!isPlainObject(value) || ![Object.prototype, null].includes(Object.getPrototypeOf(value))) fail('db.models', 'must be a record { table: modelName } or a function (table) => string | undefined', value)
+  for (const [table, model] of Object.entries(value)) {
+    if (table === '') fail('db.models', 'has an empty table name', table)
+    if (typeof model !== 'string' || model === '') fail(`db.models.${table}`, 'must be a non-empty model name', model)
+  }
+  return { ...value } as DbModels
 }
 
 const CACHE_KEYS = ['redis', 'redisBackend', 'backend']

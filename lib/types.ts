@@ -64,7 +64,7 @@ export interface UpstreamMetricsOptions {
   /**
    * PostgreSQL metrics (`django_db_*`, `django_model_*`, migrations) from every query sent
    * through `pg`, measured by `@opentelemetry/instrumentation-pg`; `false` turns them off.
-   * @default { alias: 'default', defaultSchema: 'public', migrations: false, semconvMetrics: false }
+   * @default { alias: 'default', defaultSchema: 'public', models: undefined, migrations: false, semconvMetrics: false }
    */
   db?: false | DbOptions
   /**
@@ -104,6 +104,17 @@ export interface DbOptions {
    */
   defaultSchema?: string
   /**
+   * The `model` label of `django_model_*` for a table, as the name given to django's
+   * `ExportModelOperationsMixin('claim')`: `{ app_claim: 'claim' }`, or a function
+   * `(table) => 'claim' | undefined` (asked once per table). Tables are keyed as their default
+   * label: the bare name in `defaultSchema`, `schema.table` elsewhere, quoted names as written.
+   * A table a record does not list, or for which the function answers `undefined` (or throws),
+   * keeps its table name. With a record, the three series of every model it names exist at 0
+   * from startup, as the mixin creates them.
+   * @default undefined (every model is labelled with its table name)
+   */
+  models?: DbModels
+  /**
    * `django_migrations_applied_total` / `django_migrations_unapplied_total`, read once at
    * startup, as django-prometheus's `PROMETHEUS_EXPORT_MIGRATIONS`.
    * @default false
@@ -116,6 +127,9 @@ export interface DbOptions {
    */
   semconvMetrics?: boolean
 }
+
+/** `db.models`: table → model name. */
+export type DbModels = Readonly<Record<string, string>> | ((table: string) => string | undefined)
 
 export type MigrationTool = 'node-pg-migrate' | 'knex' | 'prisma' | 'drizzle'
 

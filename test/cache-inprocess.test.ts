@@ -9,7 +9,10 @@ async function scrape (app: FastifyInstance): Promise<string> {
   return (await app.inject({ method: 'GET', url: '/metrics' })).body
 }
 
-const expect = (total: number, hits: number, misses: number, fail: number) => ({ total, hits, misses, fail, guideHits: hits, guideMisses: misses })
+// A series appears at its first count (as a prometheus_client child at its first inc()): 0 means absent.
+const seen = (n: number) => n === 0 ? undefined : n
+const expect = (total: number, hits: number, misses: number, fail: number) =>
+  ({ total: seen(total), hits: seen(hits), misses: seen(misses), fail: seen(fail), guideHits: seen(hits), guideMisses: seen(misses) })
 
 async function app (options: Record<string, unknown> = {}): Promise<FastifyInstance> {
   const fastify = Fastify()
@@ -117,6 +120,20 @@ t.test('module-level recording reaches every instance; the decorator only its ow
   await one.close()
   recordCacheGet('shared', 'fail')
   t.same(counts(await scrape(two), 'shared'), expect(3, 2, 0, 1), 'a closed instance is forgotten')
+})
+
+t.test('each cache series appears at its first count: get_fail at the first failure, not at the first get', async (t) => {
+  const fastify = await app()
+  t.teardown(() => fastify.close())
+  const { cache } = fastify.upstreamMetrics
+  cache.record('early', true)
+  const first = await scrape(fastify)
+  t.same(counts(first, 'early'), { total: 1, hits: 1, misses: undefined, fail: undefined, guideHits: 1, guideMisses: undefined })
+  t.match(first, /^# TYPE django_cache_get_fail_total counter$/m, 'the family is declared without a series')
+  cache.record('early', 'fail')
+  t.same(counts(await scrape(fastify), 'early'), { total: 2, hits: 1, misses: undefined, fail: 1, guideHits: 1, guideMisses: undefined })
+  cache.record('early', false)
+  t.same(counts(await scrape(fastify), 'early'), { total: 3, hits: 1, misses: 1, fail: 1, guideHits: 1, guideMisses: 1 })
 })
 
 t.test('cache: false leaves caches untouched and exposes no cache series', async (t) => {

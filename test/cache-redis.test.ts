@@ -75,6 +75,21 @@ t.test('ioredis reads are counted with exact hit, miss and failure counts, under
   t.same(cacheCounts(await scrape(fastify), 'redis'), { total: 16, hits: 7, misses: 3, fail: 6, guideHits: 7, guideMisses: 3 })
 })
 
+t.test('django_cache_get_fail_total{backend="redis"} appears at the first failure, not at the first get', async (t) => {
+  const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
+  t.teardown(async () => { await redis.del(`${P}f`, `${P}fhash`); redis.disconnect() })
+  await redis.set(`${P}f`, 'F')
+  await redis.hset(`${P}fhash`, 'f', '1')
+  const fastify = await app()
+  t.teardown(() => fastify.close())
+  await redis.get(`${P}f`) // hit
+  const first = await scrape(fastify)
+  t.same(cacheCounts(first, 'redis'), { total: 1, hits: 1, misses: undefined, fail: undefined, guideHits: 1, guideMisses: undefined })
+  t.notMatch(first, /^django_cache_get_fail_total\{/m, 'no failure yet: no fail series')
+  await t.rejects(redis.get(`${P}fhash`), /WRONGTYPE/)
+  t.same(cacheCounts(await scrape(fastify), 'redis'), { total: 2, hits: 1, misses: undefined, fail: 1, guideHits: 1, guideMisses: undefined })
+})
+
 t.test('the redis backend label is configurable, several instances each count, and close unpatches', async (t) => {
   const original = Redis.prototype.sendCommand
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
@@ -88,15 +103,15 @@ t.test('the redis backend label is configurable, several instances each count, a
   t.equal(patchRefs('ioredis'), 2)
   await redis.get(`${P}b`)
   await redis.get(`${P}nothing`)
-  t.same(cacheCounts(await scrape(one), 'native_redis'), { total: 2, hits: 1, misses: 1, fail: 0, guideHits: 1, guideMisses: 1 })
-  t.same(cacheCounts(await scrape(two), 'redis'), { total: 2, hits: 1, misses: 1, fail: 0, guideHits: 1, guideMisses: 1 })
+  t.same(cacheCounts(await scrape(one), 'native_redis'), { total: 2, hits: 1, misses: 1, fail: undefined, guideHits: 1, guideMisses: 1 })
+  t.same(cacheCounts(await scrape(two), 'redis'), { total: 2, hits: 1, misses: 1, fail: undefined, guideHits: 1, guideMisses: 1 })
   t.equal(cacheCounts(await scrape(off), 'redis').total, undefined)
 
   // A read issued before the client is connected sits in ioredis's offline queue and is sent again: counted once.
   const fresh = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
   t.teardown(() => fresh.disconnect())
   t.equal(await fresh.get(`${P}b`), 'B')
-  t.same(cacheCounts(await scrape(two), 'redis'), { total: 3, hits: 2, misses: 1, fail: 0, guideHits: 2, guideMisses: 1 })
+  t.same(cacheCounts(await scrape(two), 'redis'), { total: 3, hits: 2, misses: 1, fail: undefined, guideHits: 2, guideMisses: 1 })
 
   await one.close()
   await redis.get(`${P}b`)

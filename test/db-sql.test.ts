@@ -1,6 +1,5 @@
 import t from 'tap'
 import { parseStatement, parseStatements, modelLabel } from '../lib/db/sql'
-import { djangoErrorType } from '../lib/db/errors'
 
 t.test('data-changing statements give (operation, table); the rest gives nothing', async (t) => {
   const cases: Array<[string, [string, string] | undefined]> = [
@@ -42,31 +41,4 @@ t.test('the model label depends on the default schema', async (t) => {
   t.equal(modelLabel(s, 'public'), 'app.users')
   t.equal(modelLabel(s, 'app'), 'users')
   t.equal(modelLabel(parseStatement('INSERT INTO public.users VALUES (1)')!, 'app'), 'public.users')
-})
-
-t.test('SQLSTATE to the Django / DB-API exception class', async (t) => {
-  const cases: Array<[string | undefined, string | undefined, string]> = [
-    ['23505', undefined, 'IntegrityError'],
-    ['23503', undefined, 'IntegrityError'],
-    ['42601', undefined, 'ProgrammingError'],
-    ['42P01', undefined, 'ProgrammingError'],
-    ['22P02', undefined, 'DataError'],
-    ['22012', undefined, 'DataError'],
-    ['25P02', undefined, 'InternalError'],
-    ['40001', undefined, 'OperationalError'],
-    ['40P01', undefined, 'OperationalError'],
-    ['57014', undefined, 'OperationalError'],
-    ['53300', undefined, 'OperationalError'],
-    ['28P01', undefined, 'OperationalError'],
-    ['0A000', undefined, 'NotSupportedError'],
-    ['08006', undefined, 'OperationalError'],
-    ['P0001', undefined, 'InternalError'],
-    ['99999', undefined, 'DatabaseError'],
-    ['ECONNRESET', 'read ECONNRESET', 'OperationalError'],
-    ['EPIPE', 'write EPIPE', 'OperationalError'],
-    [undefined, 'Client was closed and is not queryable', 'InterfaceError'],
-    [undefined, 'Connection terminated unexpectedly', 'OperationalError'],
-    [undefined, 'Query read timeout', 'OperationalError']
-  ]
-  for (const [code, message, want] of cases) t.equal(djangoErrorType(code, message), want, `${code} ${message}`)
 })

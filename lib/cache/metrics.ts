@@ -5,26 +5,37 @@ import type { Cell, Family, Store } from '../store'
 /** Outcome of one cache get: `true` hit, `false` miss, `'fail'` the call failed. */
 export type CacheOutcome = boolean | 'hit' | 'miss' | 'fail'
 
-interface BackendCells {
-  readonly get: Cell
-  readonly hits: Cell
-  readonly misses: Cell
-  readonly fail: Cell
+interface CacheFamilies {
+  readonly get: Family
+  readonly hits: Family
+  readonly misses: Family
+  readonly fail: Family
 }
 
-function bump (cells: BackendCells, hits: number, misses: number, fails: number): void {
-  cells.get.value += hits + misses + fails
-  if (hits !== 0) cells.hits.value += hits
-  if (misses !== 0) cells.misses.value += misses
-  if (fails !== 0) cells.fail.value += fails
+/**
+ * One backend's four series, each created at its first count as a prometheus_client child
+ * at its first inc(): `get_fail` appears at the first failure, not at the first get.
+ */
+class BackendCells {
+  private get: Cell | undefined
+  private hits: Cell | undefined
+  private misses: Cell | undefined
+  private fail: Cell | undefined
+
+  constructor (private readonly families: CacheFamilies, private readonly backend: string) {}
+
+  bump (hits: number, misses: number, fails: number): void {
+    const total = hits + misses + fails
+    if (total !== 0) (this.get ??= this.families.get.cell(this.backend)).value += total
+    if (hits !== 0) (this.hits ??= this.families.hits.cell(this.backend)).value += hits
+    if (misses !== 0) (this.misses ??= this.families.misses.cell(this.backend)).value += misses
+    if (fails !== 0) (this.fail ??= this.families.fail.cell(this.backend)).value += fails
+  }
 }
 
 /** One plugin instance's cache series (django-prometheus's four counters, by `backend`). */
 export class CacheMetrics {
-  private readonly get: Family
-  private readonly hits: Family
-  private readonly misses: Family
-  private readonly fail: Family
+  private readonly families: CacheFamilies
   private readonly byBackend = new Map<string, BackendCells>()
 
   constructor (
@@ -34,16 +45,18 @@ export class CacheMetrics {
     readonly defaultBackend: string,
     private readonly limit: number
   ) {
-    this.get = store.counter(CACHE.get)
-    this.hits = store.counter(CACHE.hits)
-    this.misses = store.counter(CACHE.misses)
-    this.fail = store.counter(CACHE.fail)
+    this.families = {
+      get: store.counter(CACHE.get),
+      hits: store.counter(CACHE.hits),
+      misses: store.counter(CACHE.misses),
+      fail: store.counter(CACHE.fail)
+    }
   }
 
   /** Counts gets; never throws. `get_total` is always hits + misses + fails. */
   record (backend: string | undefined, hits: number, misses: number, fails: number): void {
     try {
-      bump(this.cells(this.label(backend)), hits, misses, fails)
+      this.cells(this.label(backend)).bump(hits, misses, fails)
     } catch (err) {
       this.faults.report(err)
     }
@@ -56,7 +69,7 @@ export class CacheMetrics {
     return (hits, misses, fails) => {
       try {
         cells ??= this.cells(label)
-        bump(cells, hits, misses, fails)
+        cells.bump(hits, misses, fails)
       } catch (err) {
         this.faults.report(err)
       }
@@ -74,7 +87,7 @@ export class CacheMetrics {
   private cells (backend: string): BackendCells {
     const found = this.byBackend.get(backend)
     if (found !== undefined) return found
-    const cells = { get: this.get.cell(backend), hits: this.hits.cell(backend), misses: this.misses.cell(backend), fail: this.fail.cell(backend) }
+    const cells = new BackendCells(this.families, backend)
     // Past the cardinality limit the families hand out their overflow cells; do not remember every stray label.
     if (this.byBackend.size < this.limit) this.byBackend.set(backend, cells)
     return cells

@@ -7,16 +7,21 @@ import type { ResolvedOptions } from '../options'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import type { DbConnectionInfo } from '../types'
 import { readMigrations } from './migrations'
+import { declaredModels, modelNames } from './models'
 import { modelLabel } from './sql'
 import { PG_PATCH, PgHub, type DbSink, type FinishedQuery } from './pg'
 
 export const VENDOR = 'postgresql'
 
+/**
+ * One alias's series, each created on its first count: a series appears only then, as a
+ * prometheus_client child does (a refused connection creates no execute or duration series).
+ */
 interface AliasCells {
-  readonly execute: Cell
-  readonly duration: HistogramCell
-  readonly newConnections: Cell
-  /** Created on the first failure: the series appears only then, as in django. */
+  readonly alias: string
+  execute: Cell | undefined
+  duration: HistogramCell | undefined
+  newConnections: Cell | undefined
   newConnectionErrors: Cell | undefined
   readonly errors: Map<string, Cell>
 }
@@ -51,6 +56,11 @@ export function instrumentDb (
   const unapplied = store.gauge(MIGRATIONS.unapplied)
   const bounds = options.latencyBuckets
   const publicSchema = db.defaultSchema === 'public'
+  const modelName = modelNames(db.models, faults)
+  // As ExportModelOperationsMixin('claim') does at import: the mapped models' series start at 0.
+  for (const name of declaredModels(db.models)) {
+    for (const family of Object.values(models)) family.cell(name)
+  }
 
   const migrations = db.migrations
   if (migrations !== undefined) {
@@ -70,13 +80,7 @@ export function instrumentDb (
   }
 
   function cellsFor (alias: string): AliasCells {
-    return {
-      execute: execute.cell(alias, VENDOR),
-      duration: duration.cell(alias, VENDOR) as HistogramCell,
-      newConnections: newConnections.cell(alias, VENDOR),
-      newConnectionErrors: undefined,
-      errors: new Map()
-    }
+    return { alias, execute: undefined, duration: undefined, newConnections: undefined, newConnectionErrors: undefined, errors: new Map() }
   }
 
   // Series appear on first use, as prometheus_client creates a child on its first update.
@@ -114,12 +118,14 @@ export function instrumentDb (
       try {
         const a = q.attributes
         const c = a === undefined ? cells(undefined, undefined, undefined) : cells(a['db.namespace'], a['server.address'], a['server.port'])
-        c.execute.value += q.statements
-        observe(c.duration, bounds, q.seconds)
+        // django adds 1 per execute() call, however many statements its text holds.
+        c.execute ??= execute.cell(c.alias, VENDOR)
+        c.execute.value++
+        observe(c.duration ??= duration.cell(c.alias, VENDOR), bounds, q.seconds)
         if (q.error !== undefined) {
           let e = c.errors.get(q.error)
           if (e === undefined) {
-            e = errors.cell(c.execute.attributes.alias as string, VENDOR, q.error)
+            e = errors.cell(c.alias, VENDOR, q.error)
             c.errors.set(q.error, e)
           }
           e.value++
@@ -127,8 +133,8 @@ export function instrumentDb (
         if (q.changes !== undefined) {
           for (const change of q.changes) {
             if (change.rows > 0) {
-              const model = publicSchema ? change.statement.table : modelLabel(change.statement, db.defaultSchema)
-              models[change.statement.op].cell(model).value += change.rows
+              const table = publicSchema ? change.statement.table : modelLabel(change.statement, db.defaultSchema)
+              models[change.statement.op].cell(modelName(table)).value += change.rows
             }
           }
         }
@@ -142,8 +148,10 @@ export function instrumentDb (
     connect (connection, ok) {
       try {
         const c = cells(connection.database, connection.host, connection.port)
-        if (ok) c.newConnections.value++
-        else (c.newConnectionErrors ??= newConnectionErrors.cell(c.execute.attributes.alias as string, VENDOR)).value++
+        // django counts the attempt before connecting, so a failed one is in both series.
+        c.newConnections ??= newConnections.cell(c.alias, VENDOR)
+        c.newConnections.value++
+        if (!ok) (c.newConnectionErrors ??= newConnectionErrors.cell(c.alias, VENDOR)).value++
       } catch (err) {
         faults.report(err)
       }

@@ -6,7 +6,7 @@ import {
 } from '@opentelemetry/api'
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import type { PatchSpec } from '../patch'
-import { djangoErrorType, type DjangoDbError } from './errors'
+import { errorType } from './errors'
 import { StatementCache, type ModelStatement } from './sql'
 
 /**
@@ -40,18 +40,20 @@ export interface FinishedQuery {
   /** The span attributes of the instrumentation: `db.namespace`, `server.address`, `server.port`. */
   readonly attributes: Attributes | undefined
   readonly seconds: number
-  /** Statements the call executed (a multi-statement text returns one result per statement). */
-  readonly statements: number
-  readonly error: DjangoDbError | undefined
+  /** The class psycopg2 would have raised (django_db_errors_total's `type`), if the query failed. */
+  readonly error: string | undefined
   readonly changes: readonly ModelChange[] | undefined
 }
 
 const CODE = /\(code: ([0-9A-Z]{5})\)/
+/** pg names the errors the server sent `error` (its protocol message name). */
+const FROM_SERVER = /of type 'error' occurred/
 const OPS = new Set(['INSERT', 'UPDATE', 'DELETE'])
 
 abstract class RecordSpan implements Span {
   failed = false
   code: string | undefined
+  fromServer = false
   message: string | undefined
   readonly start = performance.now()
 
@@ -76,9 +78,15 @@ abstract class RecordSpan implements Span {
 
   recordException (exception: Exception): void {
     this.failed = true
-    // The instrumentation passes a sanitised "… (code: 23505)" string, SQLSTATE included.
-    if (typeof exception === 'string') this.code = CODE.exec(exception)?.[1]
-    else if (typeof exception === 'object' && exception !== null && typeof (exception as { code?: unknown }).code === 'string') this.code = (exception as { code: string }).code
+    // The instrumentation passes a sanitised "PostgreSQL error of type 'error' occurred (code: 23505)".
+    if (typeof exception === 'string') {
+      this.code = CODE.exec(exception)?.[1]
+      this.fromServer = FROM_SERVER.test(exception)
+    } else if (typeof exception === 'object' && exception !== null) {
+      const { code, name } = exception as { code?: unknown, name?: unknown }
+      if (typeof code === 'string') this.code = code
+      this.fromServer = name === 'error'
+    }
   }
 
   abstract end (): void
@@ -209,12 +217,10 @@ export class PgHub implements TracerProvider {
     const sinks = this.sinks
     if (sinks.length === 0) return
     const seconds = (performance.now() - span.start) / 1000
-    let statements = 1
     let changes: ModelChange[] | undefined
     const result = span.result
     if (!span.failed && result !== undefined && span.text !== undefined) {
       if (Array.isArray(result)) {
-        statements = result.length
         const parsed = this.statements.many(span.text, result.length)
         for (let i = 0; i < result.length; i++) {
           const change = this.change(parsed[i], result[i])
@@ -231,8 +237,7 @@ export class PgHub implements TracerProvider {
     const finished: FinishedQuery = {
       attributes: span.attributes,
       seconds,
-      statements,
-      error: span.failed ? djangoErrorType(span.code, span.message) : undefined,
+      error: span.failed ? errorType(span.code, span.message, span.fromServer) : undefined,
       changes
     }
     for (let i = 0; i < sinks.length; i++) sinks[i]!.query(finished)
