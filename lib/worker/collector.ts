@@ -142,7 +142,8 @@ export class WorkerCollector {
     this.blocking = new IORedis(options.broker, { ...common, maxRetriesPerRequest: null })
     this.blocking.on('ready', () => { this.blockingReadyAt = Date.now() })
     for (const client of [this.command, this.blocking]) {
-      client.on('error', (err: Error) => this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying'))
+      // After close() a connection still being set up fails on its own: nothing to report (the listener stays, so the error is not unhandled).
+      client.on('error', (err: Error) => { if (this.running) this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying') })
       client.on('close', () => { if (this.initialized && this.running) this.suspect = true })
     }
     if (!this.discover) for (const name of options.queues!) this.track(name)
