@@ -21,11 +21,18 @@ t.test('invalid options fail at register with a coded error naming the option', 
     [{ listener: { port: 70000 } }, 'listener.port'],
     [{ cluster: 'yes' }, 'cluster'],
     [{ cluster: true, worker: true }, 'worker'],
-    [{ unknownThing: true }, 'unknownThing']
+    [{ unknownThing: true }, 'unknownThing'],
+    // Unknown keys are refused in every nested object, as at the top level (a typo would otherwise be silently ignored).
+    [{ cluster: { timeout: 5 } }, 'cluster.timeout'],
+    [{ auth: { basic: { username: 'prometheus', password: 'x', realm: 'metrics' } } }, 'auth.basic.realm'],
+    [{ listener: { port: 0, hots: '127.0.0.1' } }, 'listener.hots'],
+    [{ db: { migrations: { count: () => ({ applied: 0, unapplied: 0 }), tabel: 'x' } } }, 'db.migrations.tabel'],
+    [{ cache: { redis: true, backnd: 'x' } }, 'cache.backnd'],
+    [{ worker: { prefx: 'x' } }, 'worker.prefx']
   ]
   for (const [options, name] of cases) {
     const app = Fastify()
-    await t.rejects(async () => { await app.register(upstreamMetrics, options as never) }, { code: 'UPSTREAM_METRICS_INVALID_OPTION', message: new RegExp(`option "${name.replace('.', '\\.')}"`) }, name)
+    await t.rejects(async () => { await app.register(upstreamMetrics, options as never) }, { code: 'UPSTREAM_METRICS_INVALID_OPTION', message: new RegExp(`option "${name.replaceAll('.', '\\.')}"`) }, name)
     await app.close()
   }
 })
