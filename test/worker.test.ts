@@ -241,7 +241,7 @@ t.test('a blocking read left unanswered (CLIENT PAUSE on a private redis-server)
   const log = { info: (_: object, msg: string) => logs.push(msg), warn: (_: object, msg: string) => logs.push(msg), error: (_: object, msg: string) => logs.push(msg) }
   const store = new Store('', 100)
   const telemetry = new Telemetry(store, 100)
-  const collector = new WorkerCollector(store, { broker: `redis://127.0.0.1:${port}/0`, queues: ['p'], prefix, log, blockMs: 300 })
+  const collector = new WorkerCollector(store, { IORedis, broker: `redis://127.0.0.1:${port}/0`, queues: ['p'], prefix, log, blockMs: 300 })
   const privateConnection = { host: '127.0.0.1', port }
   const queue = new Queue('p', { connection: privateConnection, prefix })
   const admin = new IORedis(port, '127.0.0.1')
@@ -317,7 +317,7 @@ t.test('jobs that leave without an event (drain, obliterate) are caught at a scr
   const log = { info: (_: object, msg: string) => logs.push(msg), warn: (_: object, msg: string) => logs.push(msg), error: (_: object, msg: string) => logs.push(msg) }
   const store = new Store('', 100)
   const telemetry = new Telemetry(store, 100)
-  const collector = new WorkerCollector(store, { broker: REDIS_URL, queues: ['d'], prefix, log, blockMs: 200, rebuildIntervalMs: 0 })
+  const collector = new WorkerCollector(store, { IORedis, broker: REDIS_URL, queues: ['d'], prefix, log, blockMs: 200, rebuildIntervalMs: 0 })
   const queue = new Queue('d', { connection, prefix })
   t.teardown(async () => {
     await queue.close()

@@ -6,6 +6,7 @@ import { Telemetry } from '../provider'
 import { startRuntimeMetrics } from '../runtime'
 import { Store } from '../store'
 import { WorkerCollector, type WorkerLogger } from '../worker/collector'
+import { loadIoredis, type IORedisClass } from '../worker/ioredis'
 import { redactUrl, showUrl } from '../redact'
 import { parseAddr, validateBroker, validatePrefix, validateQueue } from '../worker/options'
 
@@ -116,10 +117,18 @@ async function main (): Promise<void> {
   }
   if (problems.length > 0 || typeof addr === 'string') fail(problems.join('; '))
 
+  let IORedis: IORedisClass
+  try {
+    IORedis = loadIoredis('upstream-metrics-worker')
+  } catch (err) {
+    die((err as Error).message.replace(/^upstream-metrics: /, ''))
+  }
+
   const store = new Store('', 2000)
   const telemetry = new Telemetry(store, 2000)
   const stopRuntime = startRuntimeMetrics(telemetry.runtimeMeter)
   const collector = new WorkerCollector(store, {
+    IORedis,
     broker,
     queues: args.queue,
     prefix: args.prefix ?? 'bull',
