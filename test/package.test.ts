@@ -87,6 +87,8 @@ app.ready().then(() => { console.log('registered'); return app.close() }, (err) 
   // With ioredis 6 installed (what `npm install ioredis` gives today), the command follows BullMQ queues.
   const ioredis6 = require('ioredis-6/package.json').version as string
   npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `ioredis@${ioredis6}`], dir)
+  t.equal(require(join(dir, 'node_modules', 'ioredis', 'package.json')).version, ioredis6)
+  t.notOk(existsSync(join(dir, 'node_modules', 'upstream-metrics', 'node_modules', 'ioredis')), 'one copy of ioredis: the app\'s')
   const prefix = uniquePrefix('pkg')
   const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'mail', '--prefix', prefix], bin)
   const queue = new Queue('mail', { connection, prefix })
