@@ -36,14 +36,28 @@ export function credentials (auth: MetricsAuthOptions | undefined): Credentials 
 
 export type AccessCheck = (request: FastifyRequest, reply: FastifyReply) => Promise<boolean>
 
-/** Returns a check that answers 401/403 itself and resolves false when the scrape is refused. */
+/**
+ * Returns a check that answers 401/403 itself and resolves false when the scrape is refused.
+ * An `auth.check` that throws or rejects refuses the scrape with a plain 500: its error goes to
+ * the app's log only, never to the scraper (it may name a token, a host, a query).
+ */
 export function accessCheck (auth: MetricsAuthOptions | undefined): AccessCheck | undefined {
   if (auth === undefined) return undefined
   const creds = credentials(auth)
   const check = auth.check
   return async function checkAccess (request, reply) {
     if (creds?.accepts(request.headers.authorization) === true) return true
-    if (check !== undefined && await check(request) === true) return true
+    if (check !== undefined) {
+      let admitted: boolean
+      try {
+        admitted = await check(request) === true
+      } catch (err) {
+        request.log.error({ err }, 'upstream-metrics: auth.check failed; the scrape is refused')
+        reply.code(500).type('text/plain; charset=utf-8').send('Internal Server Error\n')
+        return false
+      }
+      if (admitted) return true
+    }
     if (creds !== undefined) {
       reply.code(401).header('www-authenticate', creds.challenge).type('text/plain; charset=utf-8').send('Unauthorized\n')
     } else {

@@ -24,3 +24,15 @@ export const ClusterInstanceError = createError(
   'upstream-metrics: only one instance per worker process can use cluster: true (the primary could not tell their metrics apart)',
   500
 )
+
+export const MissingPeerError = createError<[string, string]>(
+  'UPSTREAM_METRICS_MISSING_PEER',
+  'upstream-metrics: %s needs the package "%s", which is not installed; install it next to upstream-metrics (npm install ioredis): it is an optional peer dependency, needed for worker metrics only',
+  500
+)
+
+export const PeerVersionError = createError<[string, string, string]>(
+  'UPSTREAM_METRICS_PEER_VERSION',
+  'upstream-metrics: %s needs %s; the installed version is %s',
+  500
+)

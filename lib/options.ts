@@ -1,6 +1,7 @@
 import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
+import { describe, kind, show, showUrl } from './redact'
 import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
@@ -38,20 +39,21 @@ export interface ResolvedOptions {
   worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
 
-function describe (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (value === null || typeof value !== 'object') return String(value)
-  if (Array.isArray(value)) return `an array of ${value.length}`
-  return 'an object'
+/** `got` says what was given without a secret in it: `kind`, `describe`, `show` or `showUrl` of the value (see redact.ts). */
+function fail (option: string, expected: string, got: string): never {
+  throw new InvalidOptionError(option, expected, got)
 }
 
-function fail (option: string, expected: string, value: unknown): never {
-  throw new InvalidOptionError(option, expected, describe(value))
+/** Unknown keys are refused at every level; their values are never shown (a misplaced password, a token). */
+function onlyKeys (value: Record<string, unknown>, prefix: string, allowed: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) fail(prefix + key, `is not an option (allowed: ${allowed.join(', ')})`, kind(value[key]))
+  }
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {
@@ -61,64 +63,60 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
 function bool (options: Record<string, unknown>, name: string, fallback: boolean, prefix = ''): boolean {
   const value = options[name]
   if (value === undefined) return fallback
-  if (typeof value !== 'boolean') fail(prefix + name, 'must be true or false', value)
+  if (typeof value !== 'boolean') fail(prefix + name, 'must be true or false', describe(value))
   return value
 }
 
 function port (option: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) fail(option, 'must be an integer port from 0 to 65535', value)
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) fail(option, 'must be an integer port from 0 to 65535', describe(value))
   return value
 }
 
 function auth (value: unknown): MetricsAuthOptions | undefined {
   if (value === undefined) return undefined
-  if (!isPlainObject(value)) fail('auth', 'must be an object with bearerToken, basic or check', value)
+  // Every value under auth may be a credential: errors say its kind only.
+  if (!isPlainObject(value)) fail('auth', 'must be an object with bearerToken, basic or check', kind(value))
   const { bearerToken, basic, check } = value
-  for (const key of Object.keys(value)) {
-    if (!['bearerToken', 'basic', 'check'].includes(key)) fail(`auth.${key}`, 'is not an option (allowed: bearerToken, basic, check)', value[key])
-  }
-  if (bearerToken !== undefined && (typeof bearerToken !== 'string' || bearerToken.length === 0)) fail('auth.bearerToken', 'must be a non-empty string', '<redacted>')
+  onlyKeys(value, 'auth.', ['bearerToken', 'basic', 'check'])
+  if (bearerToken !== undefined && (typeof bearerToken !== 'string' || bearerToken.length === 0)) fail('auth.bearerToken', 'must be a non-empty string', kind(bearerToken))
   if (basic !== undefined) {
     if (!isPlainObject(basic) || typeof basic.username !== 'string' || typeof basic.password !== 'string' || basic.username === '' || basic.username.includes(':')) {
-      fail('auth.basic', 'must be { username, password } with a non-empty username without ":"', '<redacted>')
+      fail('auth.basic', 'must be { username, password } with a non-empty username without ":"', isPlainObject(basic) ? `{ username: ${kind(basic.username)}, password: ${kind(basic.password)} }` : kind(basic))
     }
+    onlyKeys(basic, 'auth.basic.', ['username', 'password'])
   }
-  if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', check)
-  if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', value)
+  if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', kind(check))
+  if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', 'none')
   return value as MetricsAuthOptions
 }
 
 function dbOptions (value: unknown): ResolvedDb {
   if (value === false) return { enabled: false, alias: 'default', defaultSchema: 'public', models: undefined, semconvMetrics: false, migrations: undefined }
   const db = value ?? {}
-  if (!isPlainObject(db)) fail('db', 'must be false or an object', db)
-  for (const key of Object.keys(db)) {
-    if (!DB_KEYS.includes(key)) fail(`db.${key}`, `is not an option (allowed: ${DB_KEYS.join(', ')})`, db[key])
-  }
+  if (!isPlainObject(db)) fail('db', 'must be false or an object', describe(db))
+  onlyKeys(db, 'db.', DB_KEYS)
   const alias = db.alias ?? 'default'
-  if (!(typeof alias === 'function' || (typeof alias === 'string' && alias !== ''))) fail('db.alias', 'must be a non-empty string or a function (connection) => string', alias)
+  if (!(typeof alias === 'function' || (typeof alias === 'string' && alias !== ''))) fail('db.alias', 'must be a non-empty string or a function (connection) => string', show(alias))
   const defaultSchema = db.defaultSchema ?? 'public'
-  if (typeof defaultSchema !== 'string' || defaultSchema === '') fail('db.defaultSchema', 'must be a non-empty string', defaultSchema)
+  if (typeof defaultSchema !== 'string' || defaultSchema === '') fail('db.defaultSchema', 'must be a non-empty string', show(defaultSchema))
   const models = dbModels(db.models)
   const semconvMetrics = db.semconvMetrics ?? false
-  if (typeof semconvMetrics !== 'boolean') fail('db.semconvMetrics', 'must be true or false', semconvMetrics)
+  if (typeof semconvMetrics !== 'boolean') fail('db.semconvMetrics', 'must be true or false', describe(semconvMetrics))
   let migrations: ResolvedMigrations | undefined
   const m = db.migrations
   if (m !== undefined && m !== false) {
-    if (!isPlainObject(m)) fail('db.migrations', 'must be false or { client, tool?, table?, dir?, connection? } or { count }', m)
-    for (const key of Object.keys(m)) {
-      if (!MIGRATION_KEYS.includes(key)) fail(`db.migrations.${key}`, `is not an option (allowed: ${MIGRATION_KEYS.join(', ')})`, m[key])
-    }
-    if (m.count !== undefined && typeof m.count !== 'function') fail('db.migrations.count', 'must be a function () => { applied, unapplied }', m.count)
+    if (!isPlainObject(m)) fail('db.migrations', 'must be false or { client, tool?, table?, dir?, connection? } or { count }', describe(m))
+    onlyKeys(m, 'db.migrations.', MIGRATION_KEYS)
+    if (m.count !== undefined && typeof m.count !== 'function') fail('db.migrations.count', 'must be a function () => { applied, unapplied }', describe(m.count))
     const client = m.client as { query?: unknown } | undefined
-    if (client !== undefined && (typeof client !== 'object' || client === null || typeof client.query !== 'function')) fail('db.migrations.client', 'must be a pg Pool or Client (with query())', client)
-    if (m.count === undefined && client === undefined) fail('db.migrations', 'needs a client (pg Pool or Client) or a count function', m)
-    if (m.tool !== undefined && !TOOLS.includes(m.tool as MigrationTool)) fail('db.migrations.tool', `must be one of ${TOOLS.join(', ')}`, m.tool)
+    if (client !== undefined && (typeof client !== 'object' || client === null || typeof client.query !== 'function')) fail('db.migrations.client', 'must be a pg Pool or Client (with query())', describe(client))
+    if (m.count === undefined && client === undefined) fail('db.migrations', 'needs a client (pg Pool or Client) or a count function', 'neither')
+    if (m.tool !== undefined && !TOOLS.includes(m.tool as MigrationTool)) fail('db.migrations.tool', `must be one of ${TOOLS.join(', ')}`, show(m.tool))
     for (const key of ['table', 'dir', 'connection']) {
-      if (m[key] !== undefined && (typeof m[key] !== 'string' || m[key] === '')) fail(`db.migrations.${key}`, 'must be a non-empty string', m[key])
+      if (m[key] !== undefined && (typeof m[key] !== 'string' || m[key] === '')) fail(`db.migrations.${key}`, 'must be a non-empty string', show(m[key]))
     }
-    if (m.table !== undefined && m.tool === undefined) fail('db.migrations.table', 'needs db.migrations.tool (the table alone does not tell the tool)', m.table)
-    if (m.table !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/.test(m.table as string)) fail('db.migrations.table', 'must be a plain table or schema.table name', m.table)
+    if (m.table !== undefined && m.tool === undefined) fail('db.migrations.table', 'needs db.migrations.tool (the table alone does not tell the tool)', show(m.table))
+    if (m.table !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/.test(m.table as string)) fail('db.migrations.table', 'must be a plain table or schema.table name', show(m.table))
     migrations = {
       client: client as MigrationsOptions['client'],
       tool: m.tool as MigrationTool | undefined,
@@ -133,10 +131,10 @@ function dbOptions (value: unknown): ResolvedDb {
 
 function dbModels (value: unknown): DbModels | undefined {
   if (value === undefined || typeof value === 'function') return value as DbModels | undefined
-  if (!isPlainObject(value) || ![Object.prototype, null].includes(Object.getPrototypeOf(value))) fail('db.models', 'must be a record { table: modelName } or a function (table) => string | undefined', value)
+  if (!isPlainObject(value) || ![Object.prototype, null].includes(Object.getPrototypeOf(value))) fail('db.models', 'must be a record { table: modelName } or a function (table) => string | undefined', describe(value))
   for (const [table, model] of Object.entries(value)) {
-    if (table === '') fail('db.models', 'has an empty table name', table)
-    if (typeof model !== 'string' || model === '') fail(`db.models.${table}`, 'must be a non-empty model name', model)
+    if (table === '') fail('db.models', 'has an empty table name', '""')
+    if (typeof model !== 'string' || model === '') fail(`db.models.${table}`, 'must be a non-empty model name', show(model))
   }
   return { ...value } as DbModels
 }
@@ -145,17 +143,15 @@ const CACHE_KEYS = ['redis', 'redisBackend', 'backend']
 
 function label (option: string, value: unknown, fallback: string): string {
   if (value === undefined) return fallback
-  if (typeof value !== 'string' || value === '' || value.length > 100) fail(option, 'must be a non-empty string of at most 100 characters', value)
+  if (typeof value !== 'string' || value === '' || value.length > 100) fail(option, 'must be a non-empty string of at most 100 characters', show(value))
   return value
 }
 
 function cache (value: unknown): ResolvedCacheOptions | false {
   if (value === false) return false
   if (value === undefined || value === true) return { redis: true, redisBackend: 'redis', backend: 'locmem' }
-  if (!isPlainObject(value)) fail('cache', 'must be true, false or { redis?, redisBackend?, backend? }', value)
-  for (const key of Object.keys(value)) {
-    if (!CACHE_KEYS.includes(key)) fail(`cache.${key}`, `is not an option (allowed: ${CACHE_KEYS.join(', ')})`, value[key])
-  }
+  if (!isPlainObject(value)) fail('cache', 'must be true, false or { redis?, redisBackend?, backend? }', describe(value))
+  onlyKeys(value, 'cache.', CACHE_KEYS)
   return {
     redis: bool(value, 'redis', true, 'cache.'),
     redisBackend: label('cache.redisBackend', value.redisBackend, 'redis'),
@@ -165,72 +161,71 @@ function cache (value: unknown): ResolvedCacheOptions | false {
 
 function worker (value: unknown): ResolvedOptions['worker'] {
   if (value === undefined || value === false) return undefined
-  if (value !== true && !isPlainObject(value)) fail('worker', 'must be true, false or { broker?, queues?, prefix? }', value)
+  // A string here is most likely the broker URL: shown without its password.
+  if (value !== true && !isPlainObject(value)) fail('worker', 'must be true, false or { broker?, queues?, prefix? }', typeof value === 'string' ? showUrl(value) : describe(value))
   const w = value === true ? {} : value
-  for (const key of Object.keys(w)) {
-    if (!['broker', 'queues', 'prefix'].includes(key)) fail(`worker.${key}`, 'is not an option (allowed: broker, queues, prefix)', w[key])
-  }
+  onlyKeys(w, 'worker.', ['broker', 'queues', 'prefix'])
   const broker = w.broker ?? process.env.BROKER_URL ?? 'redis://localhost:6379/0'
   const brokerProblem = validateBroker(broker)
-  if (brokerProblem !== undefined) fail('worker.broker', `must be a redis:// or rediss:// URL (${brokerProblem})`, '<redacted>')
+  if (brokerProblem !== undefined) fail('worker.broker', brokerProblem, showUrl(broker))
   const queues = w.queues
   if (queues !== undefined && (!Array.isArray(queues) || queues.length === 0 || queues.some((q) => validateQueue(q) !== undefined))) {
-    fail('worker.queues', 'must be a non-empty array of BullMQ queue names (no ":"), or unset to follow every queue', queues)
+    fail('worker.queues', 'must be a non-empty array of BullMQ queue names (no ":"), or unset to follow every queue', describe(queues))
   }
   const prefix = w.prefix ?? 'bull'
-  if (validatePrefix(prefix) !== undefined) fail('worker.prefix', 'must be a non-empty string', prefix)
+  if (validatePrefix(prefix) !== undefined) fail('worker.prefix', 'must be a non-empty string', show(prefix))
   return { broker: broker as string, queues: queues as string[] | undefined, prefix: prefix as string }
 }
 
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
   const options = (input ?? {}) as Record<string, unknown>
-  if (!isPlainObject(options)) fail('options', 'must be an object', options)
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) fail(key, `is not an option (allowed: ${[...KNOWN].join(', ')})`, options[key])
-  }
+  if (!isPlainObject(options)) fail('options', 'must be an object', kind(options))
+  onlyKeys(options, '', KNOWN)
 
   const path = options.path ?? '/metrics'
-  if (path !== false && (typeof path !== 'string' || !path.startsWith('/'))) fail('path', 'must be a path starting with "/" or false', path)
+  if (path !== false && (typeof path !== 'string' || !path.startsWith('/'))) fail('path', 'must be a path starting with "/" or false', show(path))
 
   const namespace = options.namespace ?? ''
   if (typeof namespace !== 'string' || (namespace !== '' && !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(namespace))) {
-    fail('namespace', 'must match [a-zA-Z_][a-zA-Z0-9_]* or be empty', namespace)
+    fail('namespace', 'must match [a-zA-Z_][a-zA-Z0-9_]* or be empty', show(namespace))
   }
 
   const latencyBuckets = options.latencyBuckets ?? DJANGO_LATENCY_BUCKETS
   if (!Array.isArray(latencyBuckets) || latencyBuckets.length === 0 ||
       !latencyBuckets.every((b, i) => typeof b === 'number' && Number.isFinite(b) && (i === 0 || b > latencyBuckets[i - 1]))) {
-    fail('latencyBuckets', 'must be a non-empty array of finite numbers in increasing order (+Inf is added)', latencyBuckets)
+    fail('latencyBuckets', 'must be a non-empty array of finite numbers in increasing order (+Inf is added)', describe(latencyBuckets))
   }
 
   const excludePaths = options.excludePaths ?? []
   if (!Array.isArray(excludePaths) || !excludePaths.every((p) => typeof p === 'string' || p instanceof RegExp)) {
-    fail('excludePaths', 'must be an array of strings and RegExps', excludePaths)
+    fail('excludePaths', 'must be an array of strings and RegExps', describe(excludePaths))
   }
 
   const cardinalityLimit = options.cardinalityLimit ?? 2000
   if (typeof cardinalityLimit !== 'number' || !Number.isInteger(cardinalityLimit) || cardinalityLimit < 2) {
-    fail('cardinalityLimit', 'must be an integer of at least 2', cardinalityLimit)
+    fail('cardinalityLimit', 'must be an integer of at least 2', describe(cardinalityLimit))
   }
 
   let listener: ResolvedOptions['listener']
   if (options.listener !== undefined) {
     const l = options.listener
-    if (!isPlainObject(l)) fail('listener', 'must be { host?, port }', l)
-    if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) fail('listener.host', 'must be a host name or address', l.host)
+    if (!isPlainObject(l)) fail('listener', 'must be { host?, port }', describe(l))
+    onlyKeys(l, 'listener.', ['host', 'port'])
+    if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) fail('listener.host', 'must be a host name or address', show(l.host))
     listener = { host: (l.host as string | undefined) ?? '127.0.0.1', port: port('listener.port', l.port) }
   }
 
   let cluster: ResolvedOptions['cluster']
   if (options.cluster === true) cluster = { timeoutMs: 5000 }
   else if (isPlainObject(options.cluster)) {
+    onlyKeys(options.cluster, 'cluster.', ['timeoutMs'])
     const timeoutMs = options.cluster.timeoutMs ?? 5000
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) fail('cluster.timeoutMs', 'must be a positive number of milliseconds', timeoutMs)
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) fail('cluster.timeoutMs', 'must be a positive number of milliseconds', describe(timeoutMs))
     cluster = { timeoutMs }
-  } else if (options.cluster !== undefined && options.cluster !== false) fail('cluster', 'must be true, false or { timeoutMs }', options.cluster)
+  } else if (options.cluster !== undefined && options.cluster !== false) fail('cluster', 'must be true, false or { timeoutMs }', describe(options.cluster))
   const followed = worker(options.worker)
   // Every worker process would follow the same queues: summed, the celery histograms would count each job N times.
-  if (cluster !== undefined && followed !== undefined) fail('worker', 'cannot be combined with cluster (run the upstream-metrics-worker command once instead)', true)
+  if (cluster !== undefined && followed !== undefined) fail('worker', 'cannot be combined with cluster (run the upstream-metrics-worker command once instead)', 'both')
 
   return {
     path,

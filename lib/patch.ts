@@ -55,9 +55,13 @@ interface PatchState {
   readonly instrumentation: InstrumentationBase
   /** The definitions the instrumentation's own load hooks use (getModuleDefinitions() builds new ones per call). */
   readonly definitions: InstrumentationModuleDefinition[]
+  /** The versions each definition and file declared it supports (their own ranges are widened to '*', see trackPatches). */
+  readonly ranges: Map<InstrumentationModuleDefinition | InstrumentationModuleFile, readonly string[]>
   refs: number
   readonly records: PatchRecord[]
   readonly warned: Set<string>
+  /** Loggers of the current holders; the latest reports a copy that loads later. */
+  readonly logs: PatchLogger[]
 }
 
 export const PRELOAD_HINT = 'start Node with `--import upstream-metrics/register` (ESM) or `--require upstream-metrics/register` (CommonJS) so it is instrumented as it loads; for a bundle, mark the module as external'
@@ -77,20 +81,44 @@ function record (state: PatchState, target: PatchRecord['target'], exports: unkn
   state.records.push({ target, exports, version })
 }
 
-/** Makes every patch the instrumentation applies (hooks included) known here, so each copy can be unpatched. */
+function rangeOf (state: PatchState, target: InstrumentationModuleDefinition | InstrumentationModuleFile): readonly string[] {
+  return state.ranges.get(target) ?? target.supportedVersions
+}
+
+/**
+ * Makes every patch the instrumentation applies (hooks included) known here, so each copy can be
+ * unpatched. The load hooks only offer a module to `patch` when its version is in range, so a copy
+ * out of range would load unnoticed: they are made to offer every version, and the range is
+ * checked here instead, where a copy that cannot be patched is reported as it loads.
+ */
 function trackPatches (state: PatchState): void {
   for (const definition of state.definitions) {
+    const range = definition.supportedVersions
+    state.ranges.set(definition, range)
+    definition.supportedVersions = ['*']
     const patch = definition.patch
     if (typeof patch === 'function') {
       definition.patch = (exports: unknown, version?: string) => {
+        if (!satisfies(version, range)) {
+          reportUnsupported(state, definition.name, exports, version, range)
+          return exports
+        }
         const patched = patch.call(definition, exports, version)
         record(state, definition, exports, version)
         return patched
       }
     }
     for (const file of definition.files ?? []) {
+      const fileRange = file.supportedVersions
+      state.ranges.set(file, fileRange)
+      file.supportedVersions = ['*']
       const filePatch = file.patch
       file.patch = (exports: unknown, version?: string) => {
+        if (!satisfies(version, fileRange)) {
+          // A file may be patched for some of the package's versions only: the package's range decides.
+          if (!satisfies(version, range)) reportUnsupported(state, definition.name, exports, version, range)
+          return exports
+        }
         const patched = filePatch.call(file, exports, version)
         record(state, file, exports, version)
         return patched
@@ -99,13 +127,36 @@ function trackPatches (state: PatchState): void {
   }
 }
 
+function unsupportedReason (version: string | undefined, range: readonly string[]): string {
+  return `version ${version ?? 'unknown'} is outside the supported ${range.join(' || ')}`
+}
+
+/** A copy the load hooks offered that is out of range: warned about once, as a loaded one found at acquire time is. */
+function reportUnsupported (state: PatchState, name: string, exports: unknown, version: string | undefined, range: readonly string[]): void {
+  const dir = packageDirOfExports(name, exports) ?? `${name}@${version ?? 'unknown'}`
+  warnOnce(state, [{ name, dir, version, patched: false, reason: unsupportedReason(version, range) }], state.logs.at(-1))
+}
+
+/** `…/node_modules/<name>` of a file inside that package, or undefined. */
+function packageDirOf (filename: string, name: string): string | undefined {
+  const needle = `${sep}node_modules${sep}${name.split('/').join(sep)}${sep}`
+  const at = filename.lastIndexOf(needle)
+  return at === -1 ? undefined : filename.slice(0, at + needle.length - 1)
+}
+
+function packageDirOfExports (name: string, exports: unknown): string | undefined {
+  for (const [filename, module] of Object.entries(require.cache)) {
+    if (module?.exports === exports) return packageDirOf(filename, name)
+  }
+  return undefined
+}
+
 /** Directories of every copy of package `name` with at least one file in `require.cache`. */
 export function loadedPackageDirs (name: string): string[] {
-  const needle = `${sep}node_modules${sep}${name.split('/').join(sep)}${sep}`
   const dirs = new Set<string>()
   for (const filename of Object.keys(require.cache)) {
-    const at = filename.lastIndexOf(needle)
-    if (at !== -1) dirs.add(filename.slice(0, at + needle.length - 1))
+    const dir = packageDirOf(filename, name)
+    if (dir !== undefined) dirs.add(dir)
   }
   return [...dirs]
 }
@@ -167,8 +218,9 @@ function patchLoaded (state: PatchState, verify: PatchSpec['verify']): LoadedCop
     for (const dir of loadedPackageDirs(definition.name)) {
       const version = packageVersion(dir)
       const copy = (patched: boolean, reason?: string): LoadedCopy => ({ name: definition.name, dir, version, patched, reason })
-      if (!satisfies(version, definition.supportedVersions)) {
-        found.push(copy(false, `version ${version ?? 'unknown'} is outside the supported ${definition.supportedVersions.join(' || ')}`))
+      const range = rangeOf(state, definition)
+      if (!satisfies(version, range)) {
+        found.push(copy(false, unsupportedReason(version, range)))
         continue
       }
       const main = mainFile(dir)
@@ -179,7 +231,7 @@ function patchLoaded (state: PatchState, verify: PatchSpec['verify']): LoadedCop
         }
         for (const file of definition.files ?? []) {
           const relative = file.name.startsWith(definition.name + '/') ? file.name.slice(definition.name.length + 1) : undefined
-          if (relative === undefined || !satisfies(version, file.supportedVersions)) continue
+          if (relative === undefined || !satisfies(version, rangeOf(state, file))) continue
           const fileExports = require.cache[join(dir, relative)]?.exports
           if (fileExports !== undefined && !state.records.some((r) => r.target === file && r.exports === fileExports)) file.patch(fileExports, version)
         }
@@ -219,12 +271,18 @@ function unpatchAll (state: PatchState): void {
   state.instrumentation.disable()
 }
 
+/** Fastify without a logger hands out one that drops everything (no level); this warning must be seen all the same. */
+function writes (log: PatchLogger | undefined): log is PatchLogger {
+  const l = log as { level?: unknown, isLevelEnabled?: unknown } | undefined
+  return typeof l?.level === 'string' || typeof l?.isLevelEnabled === 'function'
+}
+
 function warnOnce (state: PatchState, copies: readonly LoadedCopy[], log: PatchLogger | undefined): void {
   for (const c of copies) {
     if (c.patched || state.warned.has(c.dir)) continue
     state.warned.add(c.dir)
     const msg = `upstream-metrics: ${c.name}${c.version === undefined ? '' : '@' + c.version} is loaded (${c.dir}) but could not be instrumented: ${c.reason ?? 'unknown reason'}; its calls are not measured. To fix, ${PRELOAD_HINT}`
-    if (log !== undefined) log.warn({ module: c.name, version: c.version, dir: c.dir }, msg)
+    if (writes(log)) log.warn({ module: c.name, version: c.version, dir: c.dir }, msg)
     else process.emitWarning(msg, { code: 'UPSTREAM_METRICS_NOT_INSTRUMENTED' })
   }
 }
@@ -242,11 +300,12 @@ export function acquirePatch<I extends InstrumentationBase> (spec: PatchSpec<I>,
     if (instrumentation.isEnabled()) instrumentation.disable()
     const own = (instrumentation as unknown as { _modules?: unknown })._modules
     const definitions = Array.isArray(own) ? own as InstrumentationModuleDefinition[] : instrumentation.getModuleDefinitions()
-    state = { instrumentation, definitions, refs: 0, records: [], warned: new Set() }
+    state = { instrumentation, definitions, ranges: new Map(), refs: 0, records: [], warned: new Set(), logs: [] }
     trackPatches(state)
     reg.set(spec.key, state)
   }
   const s = state
+  if (log !== undefined) s.logs.push(log)
   if (s.refs === 0) s.instrumentation.enable()
   s.refs++
   const loaded = patchLoaded(s, spec.verify)
@@ -258,6 +317,7 @@ export function acquirePatch<I extends InstrumentationBase> (spec: PatchSpec<I>,
     release () {
       if (released) return
       released = true
+      if (log !== undefined) s.logs.splice(s.logs.lastIndexOf(log), 1)
       if (--s.refs === 0) unpatchAll(s)
     }
   }

@@ -15,6 +15,7 @@ import { startRuntimeMetrics } from './runtime'
 import { Store } from './store'
 import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
 import { WorkerCollector } from './worker/collector'
+import { loadIoredis } from './worker/ioredis'
 
 export const DECORATOR = 'upstreamMetrics'
 
@@ -38,7 +39,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     stops.push(() => cache.stop())
     const worker = options.worker === undefined
       ? undefined
-      : new WorkerCollector(store, { ...options.worker, log: fastify.log })
+      : new WorkerCollector(store, { ...options.worker, IORedis: loadIoredis('the worker option'), log: fastify.log })
     if (worker !== undefined) stops.push(async () => await worker.close())
 
     const collectLocal = async () => {

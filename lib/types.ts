@@ -76,7 +76,8 @@ export interface UpstreamMetricsOptions {
   /**
    * Follow BullMQ queues in this process and add celery-prometheus-exporter's `celery_*`
    * series to the scrape, as the `upstream-metrics-worker` command does (no second process).
-   * `true` takes every default. Celery series are never namespaced.
+   * `true` takes every default. Celery series are never namespaced. Needs the package `ioredis`
+   * (5 or 6, an optional peer dependency): without it registration fails with `UPSTREAM_METRICS_MISSING_PEER`.
    * @default undefined
    */
   worker?: boolean | WorkerMetricsOptions
@@ -166,7 +167,7 @@ export interface MigrationsOptions {
 
 export interface CacheOptions {
   /**
-   * Count the GETs (plain, `getBuffer`, pipelined) and MGETs (each key) of every ioredis 5
+   * Count the GETs (plain, `getBuffer`, pipelined) and MGETs (each key) of every ioredis 5–6
    * and node-redis 4–6 client, through OpenTelemetry's ioredis and redis instrumentations:
    * `null` is a miss, any other reply a hit, an error a failure. Transactions are not counted.
    * @default true

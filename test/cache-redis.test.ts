@@ -1,11 +1,13 @@
 import { createServer, type Socket } from 'node:net'
-import t from 'tap'
+import { dirname, join } from 'node:path'
+import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 // Loaded before the plugin registers, as apps do: the plugin must patch the loaded copy.
 import Redis from 'ioredis'
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis'
 import upstreamMetrics from '../lib/index'
 import { patchRefs } from '../lib/patch'
+import { ioredisAppDir } from './helpers/app-dir'
 import { cacheCounts } from './helpers/metrics'
 import { freePort as closedPort } from './helpers/net'
 
@@ -23,7 +25,9 @@ async function app (options: Record<string, unknown> = {}): Promise<FastifyInsta
   return fastify
 }
 
-t.test('ioredis reads are counted with exact hit, miss and failure counts, under both names', async (t) => {
+type RedisClass = typeof Redis
+
+async function exactCounts (t: Test, Redis: RedisClass, P: string): Promise<void> {
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
   const keys = [`${P}a`, `${P}empty`, `${P}zero`, `${P}missing`, `${P}hash`, `${P}other`]
   t.teardown(async () => { await redis.del(...keys); redis.disconnect() })
@@ -73,6 +77,19 @@ t.test('ioredis reads are counted with exact hit, miss and failure counts, under
   await t.rejects(stuck.get(`${P}a`), /timed out/) // 1 failure
 
   t.same(cacheCounts(await scrape(fastify), 'redis'), { total: 16, hits: 7, misses: 3, fail: 6, guideHits: 7, guideMisses: 3 })
+}
+
+t.test('ioredis reads are counted with exact hit, miss and failure counts, under both names', async (t) => {
+  await exactCounts(t, Redis, P)
+})
+
+t.test('ioredis 6: the same exact counts', async (t) => {
+  // A real copy named node_modules/ioredis (the alias directory ioredis-6 is not "ioredis" to the instrumentation), loaded before the plugin.
+  const copy = ioredisAppDir(dirname(require.resolve('ioredis-6/package.json')))
+  t.teardown(copy.remove)
+  const Redis6 = require(join(copy.dir, 'node_modules', 'ioredis')) as RedisClass
+  t.equal((require(join(copy.dir, 'node_modules', 'ioredis', 'package.json')) as { version: string }).version, '6.0.0')
+  await exactCounts(t, Redis6, `${P}v6:`)
 })
 
 t.test('django_cache_get_fail_total{backend="redis"} appears at the first failure, not at the first get', async (t) => {

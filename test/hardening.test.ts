@@ -55,6 +55,33 @@ t.test('access control: basic auth and custom check', async (t) => {
   t.equal((await allowList.inject('/metrics')).statusCode, 403, 'a check-only setup answers 403')
 })
 
+t.test('a throwing or rejecting auth.check refuses the scrape with a generic 500: its message stays in the log', async (t) => {
+  const checks: Array<[string, () => boolean | Promise<boolean>]> = [
+    ['throws', () => { throw new Error('directory lookup failed for token tok-9f8e7d') }],
+    ['rejects', async () => { throw new Error('directory lookup failed for token tok-9f8e7d') }],
+    // eslint-disable-next-line prefer-promise-reject-errors -- a rejection that is not an Error
+    ['rejects with a string', async () => await Promise.reject('directory lookup failed for token tok-9f8e7d')]
+  ]
+  for (const withCredentials of [false, true]) {
+    for (const [how, check] of checks) {
+      const log = capturingLogger()
+      const app = Fastify({ logger: { level: 'trace', stream: log.stream } })
+      await app.register(upstreamMetrics, { runtimeMetrics: false, auth: withCredentials ? { bearerToken: 'scrape-secret', check } : { check } })
+      const name = `${how}${withCredentials ? ', beside a bearer token' : ''}`
+      const res = await app.inject({ url: '/metrics', headers: { authorization: 'Bearer sent-by-the-scraper' } })
+      t.equal(res.statusCode, 500, `${name}: 500`)
+      t.notMatch(res.body, /tok-9f8e7d|directory|django_/, `${name}: neither the error nor the metrics in the body`)
+      t.equal(res.headers['content-type'], 'text/plain; charset=utf-8')
+      const logged = log.lines.join('')
+      t.match(logged, /upstream-metrics: auth\.check failed; the scrape is refused/, `${name}: logged`)
+      t.match(logged, /tok-9f8e7d/, `${name}: the error itself is in the log, for the operator`)
+      t.notMatch(logged, /sent-by-the-scraper|scrape-secret/, `${name}: no credential in the log`)
+      if (withCredentials) t.equal((await app.inject({ url: '/metrics', headers: { authorization: 'Bearer scrape-secret' } })).statusCode, 200, `${name}: the token still admits without calling the check`)
+      await app.close()
+    }
+  }
+})
+
 t.test('a separate internal listener serves the metrics off the app port', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false, path: false, listener: { host: '127.0.0.1', port: 0 } })

@@ -1,10 +1,13 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { Queue, Worker } from 'bullmq'
+import { REDIS_URL, byName, connection, dropPrefix, key, scrape, startExporter, tasks, uniquePrefix, until } from './fixtures/worker-harness'
 
-// The packed tarball, installed into a fresh app, must work from CommonJS, ESM and TypeScript.
+// The packed tarball, installed into a fresh app, must work from CommonJS, ESM and TypeScript, without
+// ioredis (an optional peer dependency), and with ioredis 6 installed for the worker command.
 const root = join(__dirname, '..')
 const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 })
 
@@ -64,4 +67,62 @@ app.get('/p', { config: { metrics: { view: 42 } } }, async () => 'ok')
 `)
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2023', noEmit: true, types: ['node'] }, files: ['bad.mts'] }))
   t.throws(() => execFileSync(process.execPath, [tsc, '-p', '.'], { cwd: dir, encoding: 'utf8', stdio: 'pipe' }), 'wrong option and route config types are rejected by the compiler')
+
+  // ioredis is an optional peer dependency: the apps above ran without it; only worker metrics ask for it.
+  t.notOk(existsSync(join(dir, 'node_modules', 'ioredis')), 'ioredis is not installed with the plugin')
+  t.comment(`installed: ${execFileSync('du', ['-sh', join(dir, 'node_modules')], { encoding: 'utf8' }).split('\t')[0]!} (the plugin, fastify, @types/node)`)
+  writeFileSync(join(dir, 'worker.cjs'), `const app = require('fastify')()
+app.register(require('upstream-metrics'), { worker: true })
+app.ready().then(() => { console.log('registered'); return app.close() }, (err) => console.log(err.code + ' ' + err.message))`)
+  const refused = execFileSync(process.execPath, ['worker.cjs'], { cwd: dir, encoding: 'utf8', timeout: 30_000 })
+  t.match(refused, /^UPSTREAM_METRICS_MISSING_PEER upstream-metrics: the worker option needs the package "ioredis", which is not installed/, 'worker: true fails at register, naming the package')
+  t.match(refused, 'npm install ioredis')
+  const bin = join(dir, 'node_modules', '.bin', 'upstream-metrics-worker')
+  t.equal(spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8', timeout: 30_000 }).status, 0, 'the command still prints its help')
+  const command = spawnSync(process.execPath, [bin, '--broker', REDIS_URL, '--addr', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 })
+  t.equal(command.status, 1, 'the command fails at start')
+  t.match(command.stderr, /^upstream-metrics-worker: error: upstream-metrics-worker needs the package "ioredis", which is not installed; install it next to upstream-metrics \(npm install ioredis\)/)
+  t.notMatch(command.stderr, /usage:|\n\s+at /, 'a clear line: no usage, no stack')
+
+  // The peer range admits ioredis 4 (the cache metrics count its GETs); the worker metrics refuse it by name.
+  const old = join(dir, 'node_modules', 'ioredis')
+  mkdirSync(old)
+  writeFileSync(join(old, 'package.json'), JSON.stringify({ name: 'ioredis', version: '4.28.5', main: 'index.js' }))
+  writeFileSync(join(old, 'index.js'), 'module.exports = class Redis {}')
+  t.match(execFileSync(process.execPath, ['worker.cjs'], { cwd: dir, encoding: 'utf8', timeout: 30_000 }),
+    /^UPSTREAM_METRICS_PEER_VERSION upstream-metrics: the worker option needs ioredis 5 or 6; the installed version is 4\.28\.5/, 'ioredis 4 is refused by version')
+  rmSync(old, { recursive: true })
+
+  // With ioredis 6 installed (what `npm install ioredis` gives today), the command follows BullMQ queues.
+  const ioredis6 = require('ioredis-6/package.json').version as string
+  npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `ioredis@${ioredis6}`], dir)
+  t.equal(require(join(dir, 'node_modules', 'ioredis', 'package.json')).version, ioredis6)
+  t.notOk(existsSync(join(dir, 'node_modules', 'upstream-metrics', 'node_modules', 'ioredis')), 'one copy of ioredis: the app\'s')
+  const prefix = uniquePrefix('pkg')
+  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'mail', '--prefix', prefix], bin)
+  const queue = new Queue('mail', { connection, prefix })
+  const worker = new Worker('mail', async (job) => {
+    if (job.name === 'boom') throw new Error('boom')
+    return 'ok'
+  }, { connection, prefix, autorun: false })
+  t.teardown(async () => {
+    await worker.close(true)
+    await queue.close()
+    exporter.child.kill('SIGKILL')
+    await dropPrefix(prefix)
+  })
+  await exporter.waitFor('Connected to broker')
+  for (const name of ['send', 'send', 'send', 'boom']) await queue.add(name, {})
+  const waiting = await until(async () => await scrape(exporter.url), (s) => tasks(s).PENDING === 4, 'the jobs to be seen')
+  t.equal(waiting.get(key('celery_queue_length', { queue: 'mail' })), 4)
+  worker.run().catch(() => {})
+  const done = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 3 && tasks(s).FAILURE === 1, 'the jobs to finish')
+  t.same(tasks(done), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 3, FAILURE: 1, REVOKED: 0, RETRY: 0 }, 'exact counts through ioredis 6')
+  t.same(byName(done, 'send'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 3, FAILURE: 0, REVOKED: 0, RETRY: 0 })
+  t.equal(done.get('celery_workers'), 1)
+  t.equal(done.get('celery_task_latency_count'), 4)
+  t.equal(done.get(key('celery_task_runtime_seconds_count', { name: 'send' })), 3)
+  exporter.child.kill('SIGTERM')
+  t.same(await exporter.exit, { code: 0, signal: null })
+  t.match(execFileSync(process.execPath, ['worker.cjs'], { cwd: dir, encoding: 'utf8', timeout: 30_000, env: { ...process.env, BROKER_URL: REDIS_URL } }), /^registered/, 'worker: true registers once ioredis is installed')
 })

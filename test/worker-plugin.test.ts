@@ -75,3 +75,16 @@ t.test('worker option errors name the option and never echo the broker URL', asy
     await app.close()
   }
 })
+
+t.test('closing the app while the worker connects logs nothing', async (t) => {
+  for (let round = 0; round < 5; round++) {
+    let logs = ''
+    const app = Fastify({ logger: { level: 'trace', stream: { write: (line: string) => { logs += line } } } })
+    await app.register(upstreamMetrics, { runtimeMetrics: false, worker: { broker: REDIS_URL, queues: ['jobs'], prefix: uniquePrefix('close') } })
+    await app.ready()
+    await app.close()
+    // What an error emitted after close would take to reach the log.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.notMatch(logs, /Redis|retrying|"level":[45]0/, `round ${round}: no warning or error logged`)
+  }
+})

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:net'
 import t from 'tap'
 import { Queue, Worker, type Job } from 'bullmq'
 import IORedis from 'ioredis'
@@ -136,7 +137,7 @@ t.test('without --queue, every queue under the prefix is found, including ones c
   const prefix = uniquePrefix('disc')
   const before = new Queue('alpha', { connection, prefix })
   await before.add('x', {})
-  const exporter = await startExporter(['--broker', REDIS_URL, '--prefix', prefix, '--discover-interval', '0.2'])
+  const exporter = await startExporter(['--broker', REDIS_URL, '--prefix', prefix, '--discover-interval', '1'])
   const after = new Queue('beta', { connection, prefix })
   t.teardown(async () => {
     await before.close()
@@ -240,7 +241,7 @@ t.test('a blocking read left unanswered (CLIENT PAUSE on a private redis-server)
   const log = { info: (_: object, msg: string) => logs.push(msg), warn: (_: object, msg: string) => logs.push(msg), error: (_: object, msg: string) => logs.push(msg) }
   const store = new Store('', 100)
   const telemetry = new Telemetry(store, 100)
-  const collector = new WorkerCollector(store, { broker: `redis://127.0.0.1:${port}/0`, queues: ['p'], prefix, log, blockMs: 300 })
+  const collector = new WorkerCollector(store, { IORedis, broker: `redis://127.0.0.1:${port}/0`, queues: ['p'], prefix, log, blockMs: 300 })
   const privateConnection = { host: '127.0.0.1', port }
   const queue = new Queue('p', { connection: privateConnection, prefix })
   const admin = new IORedis(port, '127.0.0.1')
@@ -284,6 +285,30 @@ t.test('the command line: --help, --version, and bad arguments exit 2 with the u
     t.match(bad.err, /usage: upstream-metrics-worker/)
   }
   t.notMatch(run('--broker', 'http://user:hunter2@h/0').err, 'hunter2', 'a password in the URL is not echoed')
+  // A broker URL in the wrong place (no option before it, or after another option) is not echoed either.
+  const url = 'redis://:hunter2@127.0.0.1:6379/0'
+  for (const args of [[url], ['--broker', REDIS_URL, url], ['--addr', url], ['--queue', url], ['--prefix', '--broker', url], ['--discover-interval', url], ['--broker', `${REDIS_URL}?password=hunter2`, '--bogus']]) {
+    const bad = run(...args)
+    t.equal(bad.status, 2, `${args[0]!}: a usage error`)
+    t.notMatch(bad.err + bad.out, 'hunter2', `${args[0]!}: the password is not echoed`)
+  }
+  const fromEnv = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, BROKER_URL: url } })
+  t.match(fromEnv.stdout, 'Defaults to redis://:***@127.0.0.1:6379/0', 'the usage shows BROKER_URL without its password')
+  t.notMatch(fromEnv.stdout + fromEnv.stderr, 'hunter2')
+  const tooOften = run('--discover-interval', '0.000001')
+  t.equal(tooOften.status, 2, 'a discovery interval below a second is refused')
+  t.match(tooOften.err, /--discover-interval must be at least 1 second/)
+})
+
+t.test('a port already in use is a runtime error: exit 1 with the reason, no usage', async (t) => {
+  const busy = createServer()
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => busy.close())
+  const { port } = busy.address() as { port: number }
+  const r = spawnSync(process.execPath, [BIN, '--broker', REDIS_URL, '--addr', `127.0.0.1:${port}`], { encoding: 'utf8', timeout: 10_000 })
+  t.equal(r.status, 1)
+  t.match(r.stderr, `upstream-metrics-worker: error: cannot listen on 127.0.0.1:${port}: the address is already in use (EADDRINUSE)`)
+  t.notMatch(r.stderr, /usage:/, 'no usage text: the arguments were right')
 })
 
 t.test('jobs that leave without an event (drain, obliterate) are caught at a scrape and the state rebuilt', async (t) => {
@@ -292,7 +317,7 @@ t.test('jobs that leave without an event (drain, obliterate) are caught at a scr
   const log = { info: (_: object, msg: string) => logs.push(msg), warn: (_: object, msg: string) => logs.push(msg), error: (_: object, msg: string) => logs.push(msg) }
   const store = new Store('', 100)
   const telemetry = new Telemetry(store, 100)
-  const collector = new WorkerCollector(store, { broker: REDIS_URL, queues: ['d'], prefix, log, blockMs: 200, rebuildIntervalMs: 0 })
+  const collector = new WorkerCollector(store, { IORedis, broker: REDIS_URL, queues: ['d'], prefix, log, blockMs: 200, rebuildIntervalMs: 0 })
   const queue = new Queue('d', { connection, prefix })
   t.teardown(async () => {
     await queue.close()

@@ -6,17 +6,21 @@ import { Telemetry } from '../provider'
 import { startRuntimeMetrics } from '../runtime'
 import { Store } from '../store'
 import { WorkerCollector, type WorkerLogger } from '../worker/collector'
+import { loadIoredis, type IORedisClass } from '../worker/ioredis'
+import { redactUrl, showUrl } from '../redact'
 import { parseAddr, validateBroker, validatePrefix, validateQueue } from '../worker/options'
 
 const DEFAULT_BROKER = process.env.BROKER_URL ?? 'redis://localhost:6379/0'
 const DEFAULT_ADDR = process.env.DEFAULT_ADDR ?? '0.0.0.0:8888'
+/** Each discovery is a SCAN of the keyspace and bounds the blocking read: more often than this is load on Redis for nothing. */
+const MIN_DISCOVER_INTERVAL_S = 1
 
 const USAGE = `usage: upstream-metrics-worker [--broker URL] [--addr HOST:PORT] [--queue NAME]... [--prefix PREFIX]
 
 Prometheus exporter for BullMQ queues, with celery-prometheus-exporter's metrics.
 
 options:
-  --broker URL         Redis URL of the BullMQ queues. Defaults to ${DEFAULT_BROKER}
+  --broker URL         Redis URL of the BullMQ queues. Defaults to ${redactUrl(DEFAULT_BROKER) ?? 'BROKER_URL'}
                        (environment BROKER_URL, else redis://localhost:6379/0)
   --addr HOST:PORT     Address the HTTPD should listen on. Defaults to ${DEFAULT_ADDR}
                        (environment DEFAULT_ADDR, else 0.0.0.0:8888; port 0 picks a free one)
@@ -24,7 +28,8 @@ options:
                        found under the prefix, looked up again every --discover-interval
   --prefix PREFIX      BullMQ key prefix. Defaults to bull
   --discover-interval SECONDS
-                       How often to look for new queues without --queue. Defaults to 30
+                       How often to look for new queues without --queue. Defaults to 30;
+                       at least ${MIN_DISCOVER_INTERVAL_S}
   --verbose            Also log each queue found
   --version            Print the version
   -h, --help           Show this help
@@ -44,9 +49,29 @@ const log: WorkerLogger = {
   error: (obj, msg) => line('ERROR', msg, obj)
 }
 
+/** Wrong arguments: status 2 and the usage, as argparse. */
 function fail (message: string): never {
   process.stderr.write(`upstream-metrics-worker: error: ${message}\n${USAGE}`)
   process.exit(2)
+}
+
+/** Right arguments, and yet it cannot run: status 1 and the reason only. */
+function die (message: string): never {
+  process.stderr.write(`upstream-metrics-worker: error: ${message}\n`)
+  process.exit(1)
+}
+
+/** parseArgs quotes a stray argument, which may well be a broker URL whose option was forgotten. */
+function argumentProblem (err: Error & { code?: string }): string {
+  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return 'unexpected argument without an option before it (write --broker URL, --queue NAME, …)'
+  return err.message
+}
+
+function listenProblem (err: NodeJS.ErrnoException): string {
+  if (err.code === 'EADDRINUSE') return 'the address is already in use (EADDRINUSE); is another exporter running? Choose another port with --addr'
+  if (err.code === 'EADDRNOTAVAIL') return 'no interface has this address (EADDRNOTAVAIL)'
+  if (err.code === 'EACCES') return 'permission denied (EACCES); ports below 1024 need privileges'
+  return err.message
 }
 
 async function main (): Promise<void> {
@@ -66,7 +91,7 @@ async function main (): Promise<void> {
       strict: true
     }).values
   } catch (err) {
-    fail((err as Error).message)
+    fail(argumentProblem(err as Error))
   }
   if (args.help === true) {
     process.stdout.write(USAGE)
@@ -78,21 +103,32 @@ async function main (): Promise<void> {
   }
 
   const broker = args.broker ?? DEFAULT_BROKER
+  const brokerProblem = validateBroker(broker)
   const problems = [
-    validateBroker(broker),
+    brokerProblem === undefined ? undefined : `--broker ${brokerProblem}; got ${showUrl(broker)}`,
     validatePrefix(args.prefix ?? 'bull'),
     ...(args.queue ?? []).map(validateQueue)
   ].filter((p): p is string => p !== undefined)
   const addr = parseAddr(args.addr ?? DEFAULT_ADDR)
   if (typeof addr === 'string') problems.push(addr)
   const interval = Number(args['discover-interval'] ?? 30)
-  if (!(interval > 0)) problems.push(`--discover-interval must be a positive number of seconds; got ${args['discover-interval']}`)
+  if (!(interval >= MIN_DISCOVER_INTERVAL_S)) {
+    problems.push(`--discover-interval must be at least ${MIN_DISCOVER_INTERVAL_S} second (each look-up scans Redis' keys); got ${Number.isNaN(interval) ? 'not a number' : interval}`)
+  }
   if (problems.length > 0 || typeof addr === 'string') fail(problems.join('; '))
+
+  let IORedis: IORedisClass
+  try {
+    IORedis = loadIoredis('upstream-metrics-worker')
+  } catch (err) {
+    die((err as Error).message.replace(/^upstream-metrics: /, ''))
+  }
 
   const store = new Store('', 2000)
   const telemetry = new Telemetry(store, 2000)
   const stopRuntime = startRuntimeMetrics(telemetry.runtimeMeter)
   const collector = new WorkerCollector(store, {
+    IORedis,
     broker,
     queues: args.queue,
     prefix: args.prefix ?? 'bull',
@@ -118,7 +154,7 @@ async function main (): Promise<void> {
       )
   })
   await new Promise<void>((resolve) => {
-    server.once('error', (err) => fail(`cannot listen on ${args.addr ?? DEFAULT_ADDR}: ${err.message}`))
+    server.once('error', (err: NodeJS.ErrnoException) => die(`cannot listen on ${args.addr ?? DEFAULT_ADDR}: ${listenProblem(err)}`))
     server.listen(addr.port, addr.host, () => resolve())
   })
   const bound = server.address()

@@ -140,13 +140,13 @@ function oncePerPrototype (definition: InstrumentationModuleDefinition): void {
 /**
  * `import('ioredis')` from ESM loads the package main through the ESM loader, which the
  * require hook never sees; the main then `require`s `built/Redis.js`, which it does see. So
- * the class is also patched from that file (ioredis 5).
+ * the class is also patched from that file (ioredis 5 and 6 share the layout).
  */
 function classFile (definition: InstrumentationModuleDefinition): InstrumentationNodeModuleFile {
   const classOf = (exports: unknown): unknown => (exports as { default?: unknown } | undefined)?.default
   return new InstrumentationNodeModuleFile(
     'ioredis/built/Redis.js',
-    ['>=5.0.0 <6'],
+    ['>=5.0.0 <7'],
     (exports: unknown, version?: string) => {
       definition.patch?.(classOf(exports), version)
       return exports

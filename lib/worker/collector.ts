@@ -1,7 +1,7 @@
-import IORedis from 'ioredis'
 import type { Redis } from 'ioredis'
 import { CELERY, CELERY_BUCKETS } from '../names'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
+import type { IORedisClass } from './ioredis'
 
 /** Celery's `ALL_STATES`, in the order celery-prometheus-exporter's README lists them. */
 export const CELERY_STATES = ['PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', 'FAILURE', 'REVOKED', 'RETRY'] as const
@@ -17,6 +17,8 @@ export interface WorkerLogger {
 }
 
 export interface WorkerCollectorOptions {
+  /** The ioredis class (`loadIoredis()`: an optional peer dependency, loaded by the caller). */
+  IORedis: IORedisClass
   /** Redis URL of the BullMQ connection (`redis://host:port/db`). */
   broker: string
   /** Queues to follow; undefined: every queue found under `prefix`, looked up again every `discoverIntervalMs`. */
@@ -135,14 +137,17 @@ export class WorkerCollector {
     this.queueLength = store.gauge(CELERY.queueLength, asDeclared)
     this.tasks = Object.fromEntries(CELERY_STATES.map((s) => [s, tasks.cell(s)])) as Record<CeleryState, Cell>
 
-    const common = { connectionName: `upstream-metrics-worker:${options.prefix}`, lazyConnect: true }
+    // RESP2, as ioredis 5 speaks: ioredis 6 defaults to RESP3, where a raw XREAD answers a map
+    // ([key, entries, …] flattened) instead of [[key, entries], …]. ioredis 5 ignores the option.
+    const common = { connectionName: `upstream-metrics-worker:${options.prefix}`, lazyConnect: true, protocol: 2 }
     // Scrape-time reads fail fast while Redis is away (the scrape serves the last values).
-    this.command = new IORedis(options.broker, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+    this.command = new options.IORedis(options.broker, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
     // The blocking reader waits through outages; ioredis re-sends its pending XREAD on reconnect.
-    this.blocking = new IORedis(options.broker, { ...common, maxRetriesPerRequest: null })
+    this.blocking = new options.IORedis(options.broker, { ...common, maxRetriesPerRequest: null })
     this.blocking.on('ready', () => { this.blockingReadyAt = Date.now() })
     for (const client of [this.command, this.blocking]) {
-      client.on('error', (err: Error) => this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying'))
+      // After close() a connection still being set up fails on its own: nothing to report (the listener stays, so the error is not unhandled).
+      client.on('error', (err: Error) => { if (this.running) this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying') })
       client.on('close', () => { if (this.initialized && this.running) this.suspect = true })
     }
     if (!this.discover) for (const name of options.queues!) this.track(name)
