@@ -21,6 +21,10 @@ export interface ResolvedDb {
   migrations: ResolvedMigrations | undefined
 }
 
+export interface ResolvedHttp {
+  semconvMetrics: boolean
+}
+
 export interface ResolvedOptions {
   path: string | false
   namespace: string
@@ -29,6 +33,7 @@ export interface ResolvedOptions {
   excludePaths: Array<string | RegExp>
   countScrape: boolean
   cardinalityLimit: number
+  http: ResolvedHttp
   auth: MetricsAuthOptions | undefined
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
@@ -37,7 +42,8 @@ export interface ResolvedOptions {
   worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
+const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -85,6 +91,15 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
   if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', check)
   if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', value)
   return value as MetricsAuthOptions
+}
+
+function httpOptions (value: unknown): ResolvedHttp {
+  if (value === undefined) return { semconvMetrics: false }
+  if (!isPlainObject(value)) fail('http', 'must be an object { semconvMetrics? }', value)
+  for (const key of Object.keys(value)) {
+    if (!HTTP_KEYS.includes(key)) fail(`http.${key}`, `is not an option (allowed: ${HTTP_KEYS.join(', ')})`, value[key])
+  }
+  return { semconvMetrics: bool(value, 'semconvMetrics', false, 'http.') }
 }
 
 function dbOptions (value: unknown): ResolvedDb {
@@ -228,6 +243,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
     cardinalityLimit,
+    http: httpOptions(options.http),
     auth: auth(options.auth),
     listener,
     cluster,
