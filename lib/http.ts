@@ -252,6 +252,8 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
   function recordResponse (cells: MethodCells, request: StatefulRequest, reply: MarkedReply): void {
     const seconds = reply.elapsedTime / 1000
     const status = reply.statusCode
+    // Answered: a close listener of an abandoned-reply watch (see `watchClose`) must not record it again.
+    request[kRequestState] = SETTLED
     responsesBefore.value++
     observe(latencyIncluding, latencyBounds, seconds)
     observe(latencyCell(cells), latencyBounds, seconds)
@@ -268,10 +270,8 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     }
     cell.value++
     const length = reply.getHeader('content-length')
-    if (reply[kStreamed] === true) {
-      streaming.value++
-      request[kRequestState] = SETTLED // its close listener must not record it again
-    } else if (length !== undefined) observe(responseBody, DJANGO_BODY_BUCKETS, Number(length) || 0)
+    if (reply[kStreamed] === true) streaming.value++
+    else if (length !== undefined) observe(responseBody, DJANGO_BODY_BUCKETS, Number(length) || 0)
     else if (status === 204 || status === 304 || status < 200) observe(responseBody, DJANGO_BODY_BUCKETS, 0)
     else streaming.value++
     const charset = charsetOf(reply.getHeader('content-type'))
@@ -320,9 +320,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     try {
       const request = reply.request as StatefulRequest
       const cells = pending(request, reply)
-      if (cells === undefined) return
-      request[kRequestState] = SETTLED
-      recordResponse(cells, request, reply)
+      if (cells !== undefined) recordResponse(cells, request, reply)
     } catch (err) {
       faults.report(err)
     }
@@ -332,7 +330,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
    * `reply.send` is where a handler's reply reaches Fastify, whatever the handler's style: the
    * one place that sees a stream payload (piped with its Content-Length, a streaming response
    * for django) and a reply to a client that already left. Wrapped once, on this instance's
-   * reply prototype; per reply it costs a type check.
+   * reply prototype; per reply it costs a type check and two property reads.
    */
   function wrapSend (): void {
     const proto = replyPrototype(fastify)
@@ -348,18 +346,24 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     const metricsSend: Wrapped<Send> = function (this: MarkedReply, payload?: unknown): FastifyReply {
       if (typeof payload === 'object' && payload !== null && isStreamPayload(payload)) {
         this[kStreamed] = true
-        watchStream(this)
-      } else if (this.raw.destroyed) {
-        recordWhenWritten(this)
+        watchClose(this)
+        return send.call(this, payload)
       }
-      return send.call(this, payload)
+      if (this.raw.destroyed) {
+        recordWhenWritten(this)
+        return send.call(this, payload)
+      }
+      const sent = send.call(this, payload)
+      // A body larger than the socket takes at once finishes later, or never if the client leaves.
+      if (this.raw.writableLength > 0) watchClose(this)
+      return sent
     }
     metricsSend[kWrapper] = true
     Object.defineProperty(proto, 'send', { value: metricsSend, writable: true, configurable: true, enumerable: false })
   }
 
-  /** A stream ends without `finish` when its client leaves: record it then (or now, if it left already). */
-  function watchStream (reply: FastifyReply): void {
+  /** A reply still being transferred ends without `finish` when its client leaves: record it then (or now, if it left). */
+  function watchClose (reply: FastifyReply): void {
     const res = reply.raw
     if (res.destroyed) {
       recordAbandoned(reply)

@@ -355,6 +355,38 @@ t.test('a stream the client stops reading half-way is a streaming response, coun
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '200', view: '/export', method: 'GET' })), 1)
 })
 
+t.test('a body too large for the socket, cut by the client during the transfer, is counted once', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const big = 'x'.repeat(32 * 1024 * 1024)
+  app.get('/big', async (_request, reply) => reply.type('text/plain').send(big))
+  app.get('/small', async () => 'small')
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as { port: number }).port
+  let received = 0
+  await new Promise<void>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/big', agent: false }, (res) => {
+      res.once('data', (chunk: Buffer) => { received += chunk.length; req.destroy(); resolve() })
+    })
+    req.on('error', () => {})
+    req.setTimeout(5000, () => reject(new Error('no data')))
+    req.end()
+  })
+  t.ok(received < big.length, 'the client left before the end')
+  await until('the cut response to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
+  await new Promise<void>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path: '/small', agent: false }, (res) => { res.resume(); res.on('end', resolve) }).on('error', reject).end()
+  })
+  await until('the small response', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 2)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const m = await local(app)
+  t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 2)
+  t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '200', view: '/big', method: 'GET' })), 1)
+  t.equal(m.samples.get(key('django_http_responses_body_total_bytes_sum')), big.length + 'small'.length, 'the body the handler produced, as django observes len(response.content)')
+  t.equal(m.samples.get(key('django_http_responses_streaming_total')), 0)
+})
+
 t.test('registered inside an encapsulated context, it fails at register and says to register at the root', async (t) => {
   const app = Fastify()
   app.register(async (child) => {

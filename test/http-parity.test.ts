@@ -101,6 +101,20 @@ t.test('django_http_responses_total_by_templatename_total counts replies rendere
   }, 'viewAsync + send and plain replies are not template responses, as in django')
 })
 
+t.test('@fastify/view registered inside an encapsulated plugin is seen too', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  app.register(async (pages) => {
+    await pages.register(fastifyView, { engine: { ejs }, root: join(fixtures, 'views') })
+    pages.get('/hello', async (_request, reply) => reply.view('hello.ejs', { name: 'Cy' }))
+  }, { prefix: '/pages' })
+  t.teardown(() => app.close())
+  t.match((await app.inject('/pages/hello')).body, /Hello Cy/)
+  t.match((await app.inject('/pages/hello')).body, /Hello Cy/)
+  const m = parse((await app.inject('/metrics')).body)
+  t.same(byLabel(m, 'django_http_responses_total_by_templatename_total', 'templatename'), { 'hello.ejs': 2 })
+})
+
 t.test('no templatename series without @fastify/view, HELP and TYPE still there', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
