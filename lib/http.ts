@@ -70,11 +70,11 @@ function routeConfig (config: unknown): RouteMetricsConfig | undefined {
   return typeof metrics === 'object' && metrics !== null ? metrics as RouteMetricsConfig : undefined
 }
 
-/** What Fastify's `reply.send` pipes instead of writing at once: Node and web streams, `Response` objects. */
+/** What Fastify's `reply.send` pipes instead of writing at once: Node and web streams, a `Response`'s body. */
 function isStreamPayload (payload: object): boolean {
   return typeof (payload as { pipe?: unknown }).pipe === 'function' ||
     typeof (payload as { getReader?: unknown }).getReader === 'function' ||
-    (typeof Response === 'function' && payload instanceof Response)
+    (typeof Response === 'function' && payload instanceof Response && payload.body !== null)
 }
 
 /**
@@ -369,23 +369,31 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
       recordAbandoned(reply)
       return
     }
-    res.once('close', () => {
-      if (!res.writableFinished && (reply.request as StatefulRequest)[kRequestState] !== SETTLED) recordAbandoned(reply)
-    })
+    try {
+      res.once('close', () => {
+        if (!res.writableFinished && (reply.request as StatefulRequest)[kRequestState] !== SETTLED) recordAbandoned(reply)
+      })
+    } catch (err) {
+      faults.report(err)
+    }
   }
 
   /** The client left before the reply: record it when Fastify writes it, its status and headers final. */
   function recordWhenWritten (reply: FastifyReply): void {
     const res = reply.raw as ServerResponse & { end: Wrapped<ServerResponse['end']> }
-    if (Object.hasOwn(res, 'end') && res.end[kWrapper] === true) return
+    if (res.end[kWrapper] === true) return
     const end = res.end
     const endAfterAbandon = function (this: ServerResponse, ...args: unknown[]) {
-      delete (res as Partial<ServerResponse>).end
+      res.end = end
       recordAbandoned(reply)
       return (end as (...a: unknown[]) => ServerResponse).apply(this, args)
     } as Wrapped<ServerResponse['end']>
     endAfterAbandon[kWrapper] = true
-    res.end = endAfterAbandon
+    try {
+      res.end = endAfterAbandon
+    } catch (err) {
+      faults.report(err)
+    }
   }
 
   /**
