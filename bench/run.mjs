@@ -32,6 +32,7 @@ const LABELS = {
   plugin: 'upstream-metrics, all HTTP metrics (runtimeMetrics: false)',
   'fastify-metrics': 'fastify-metrics 14 (anchor; default route metrics, no default metrics)',
   'plugin+runtime': 'upstream-metrics, all HTTP metrics + runtime metrics',
+  'plugin+semconv': 'upstream-metrics, all HTTP metrics + http.server.request.duration (http.semconvMetrics)',
   'empty-hooks': 'bare Fastify + three empty hooks (onRequest, onResponse, onError)',
   'req-hook': 'bare Fastify + one empty onRequest hook',
   'res-hook': 'bare Fastify + one empty onResponse hook'

@@ -7,9 +7,9 @@ const setup = process.argv[2]
 const app = Fastify({ logger: false })
 let served = 0
 
-if (setup === 'plugin' || setup === 'plugin+runtime') {
+if (setup === 'plugin' || setup === 'plugin+runtime' || setup === 'plugin+semconv') {
   const { default: upstreamMetrics } = await import('../dist/entry.mjs')
-  await app.register(upstreamMetrics, { runtimeMetrics: setup === 'plugin+runtime' })
+  await app.register(upstreamMetrics, { runtimeMetrics: setup === 'plugin+runtime', http: { semconvMetrics: setup === 'plugin+semconv' } })
 } else if (setup === 'fastify-metrics') {
   const { default: fastifyMetrics } = await import('fastify-metrics')
   await app.register(fastifyMetrics, { endpoint: '/metrics', defaultMetrics: { enabled: false } })

@@ -7,6 +7,8 @@
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
+import fastifyView from '@fastify/view'
+import ejs from 'ejs'
 import pg from 'pg'
 import { runner } from 'node-pg-migrate'
 import upstreamMetrics from '../dist/entry.mjs'
@@ -169,6 +171,13 @@ export async function buildDemo ({
     const { rowCount } = await pool.query('DELETE FROM um_demo_claims WHERE id = $1', [request.params.id])
     if (rowCount === 0) return reply.code(404).send({ error: 'claim not found' })
     return reply.code(204).send()
+  })
+
+  // An HTML page rendered from a named template: django_http_responses_total_by_templatename_total.
+  await app.register(fastifyView, { engine: { ejs }, root: fileURLToPath(new URL('./views', import.meta.url)) })
+  app.get('/claims', async (_request, reply) => {
+    const { rows } = await pool.query('SELECT id, payer_id, status, amount_cents FROM um_demo_claims ORDER BY id DESC LIMIT 20')
+    return reply.view('claims.ejs', { claims: rows })
   })
 
   // The slow route: a report that aggregates, then waits on a (simulated) downstream renderer.

@@ -27,6 +27,7 @@ const SCENARIOS = [
   [3, 'drift report (slow)', () => ['GET', '/api/reports/drift']],
   [2, 'drift scan', () => ['POST', '/api/drift/scan']],
   [1, 'legacy report (500, db error)', () => ['GET', '/api/reports/legacy']],
+  [3, 'claims page (template)', () => ['GET', '/claims']],
   [3, 'home (302)', () => ['GET', '/']],
   [3, 'unknown path (404)', () => ['GET', `/wp-login.php?x=${Math.floor(Math.random() * 3)}`]]
 ]

@@ -13,6 +13,12 @@ export const AlreadyRegisteredError = createError(
   500
 )
 
+export const NotRootError = createError(
+  'UPSTREAM_METRICS_NOT_ROOT',
+  'upstream-metrics was registered inside an encapsulated plugin, where it would measure only that plugin\'s routes; register it on the root Fastify instance, or wrap the enclosing plugin with fastify-plugin',
+  500
+)
+
 export const ClusterTimeoutError = createError<[number]>(
   'UPSTREAM_METRICS_CLUSTER_TIMEOUT',
   'upstream-metrics: the cluster primary did not answer within %d ms; call setupClusterPrimary() in the primary process',

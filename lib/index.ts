@@ -1,7 +1,7 @@
 import type { RouteMetricsConfig, UpstreamMetrics } from './types'
 import plugin from './plugin'
 
-export type { CacheOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, WorkerMetricsOptions } from './types'
+export type { CacheOptions, HttpOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, WorkerMetricsOptions } from './types'
 export type { CacheOutcome, InstrumentCacheOptions, UpstreamCacheMetrics } from './cache'
 export { instrumentCache, recordCacheGet } from './cache'
 export { setupClusterPrimary } from './cluster'

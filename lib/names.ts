@@ -19,6 +19,11 @@ export interface MetricSpec {
   readonly aliases?: readonly string[]
   /** How the cluster aggregator combines gauges of several workers. */
   readonly merge?: 'sum' | 'min' | 'max'
+  /**
+   * The OpenTelemetry identity of a semantic-convention family: `name` is then its Prometheus
+   * translation (unit suffix added, dots turned into `_`), and label keys keep their dots.
+   */
+  readonly otel?: { readonly name: string, readonly unit: string }
 }
 
 function spec<K extends string> (table: Record<K, MetricSpec>): Record<K, MetricSpec> {
@@ -37,6 +42,7 @@ export const HTTP = spec({
   byTransport: { name: 'django_http_requests_total_by_transport', type: 'counter', help: 'Count of requests by transport.', labels: ['transport'] },
   byViewTransportMethod: { name: 'django_http_requests_total_by_view_transport_method', type: 'counter', help: 'Count of requests by view, transport, method.', labels: ['view', 'transport', 'method'] },
   requestBody: { name: 'django_http_requests_body_total_bytes', type: 'histogram', help: 'Histogram of requests by body size.', labels: [], buckets: 'body' },
+  byTemplateName: { name: 'django_http_responses_total_by_templatename', type: 'counter', help: 'Count of responses by template name.', labels: ['templatename'] },
   byStatus: { name: 'django_http_responses_total_by_status', type: 'counter', help: 'Count of responses by status.', labels: ['status'] },
   byStatusViewMethod: { name: 'django_http_responses_total_by_status_view_method', type: 'counter', help: 'Count of responses by status, view, method.', labels: ['status', 'view', 'method'] },
   responseBody: { name: 'django_http_responses_body_total_bytes', type: 'histogram', help: 'Histogram of responses by body size.', labels: [], buckets: 'body' },
@@ -44,6 +50,17 @@ export const HTTP = spec({
   streaming: { name: 'django_http_responses_streaming_total', type: 'counter', help: 'Count of streaming responses.', labels: [] },
   exceptionsByType: { name: 'django_http_exceptions_total_by_type', type: 'counter', help: 'Count of exceptions by object type.', labels: ['type'] },
   exceptionsByView: { name: 'django_http_exceptions_total_by_view', type: 'counter', help: 'Count of exceptions by view.', labels: ['view'] }
+})
+
+/** OpenTelemetry's stable HTTP server semantic conventions, recorded when `http.semconvMetrics` is on. */
+export const HTTP_SEMCONV = spec({
+  requestDuration: {
+    name: 'http_server_request_duration_seconds',
+    type: 'histogram',
+    help: 'Duration of HTTP server requests.',
+    labels: ['http.request.method', 'http.route', 'http.response.status_code', 'url.scheme', 'error.type'],
+    otel: { name: 'http.server.request.duration', unit: 's' }
+  }
 })
 
 export const DB = spec({
@@ -106,10 +123,13 @@ export const CELERY = spec({
 })
 
 /** Exposition order follows django-prometheus's registration order. */
-export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, CACHE, CELERY] as const
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY] as const
 
 /** prometheus_client's default `Histogram` buckets, which celery-prometheus-exporter 1.1 uses. */
 export const CELERY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+/** The bucket advice of `http.server.request.duration` in the semantic conventions: prometheus_client's defaults again. */
+export const SEMCONV_HTTP_DURATION_BUCKETS: readonly number[] = CELERY_BUCKETS
 
 /** `PROMETHEUS_LATENCY_BUCKETS` default. */
 export const DJANGO_LATENCY_BUCKETS: readonly number[] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75]
@@ -120,6 +140,11 @@ export const DJANGO_BODY_BUCKETS: readonly number[] = [0, ...Array.from({ length
 export const STANDARD_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'OPTIONS', 'CONNECT', 'PATCH'] as const
 export const INVALID_METHOD = '<invalid method>'
 export const UNNAMED_VIEW = '<unnamed view>'
+/** The semantic conventions' known `http.request.method` values (RFC 9110, PATCH, QUERY); others are `_OTHER`. */
+export const SEMCONV_KNOWN_METHODS = [...STANDARD_METHODS, 'QUERY'] as const
+export const SEMCONV_OTHER_METHOD = '_OTHER'
+/** `templatename` of a template response without a name: Python's `str(None)`. */
+export const NO_TEMPLATE_NAME = 'None'
 export const SCRAPE_VIEW = 'prometheus-django-metrics'
 export const OVERFLOW_ATTRIBUTE = 'otel_metric_overflow'
 

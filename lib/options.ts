@@ -23,6 +23,10 @@ export interface ResolvedDb {
   migrations: ResolvedMigrations | undefined
 }
 
+export interface ResolvedHttp {
+  semconvMetrics: boolean
+}
+
 export interface ResolvedOptions {
   path: string | false
   namespace: string
@@ -31,6 +35,7 @@ export interface ResolvedOptions {
   excludePaths: Array<string | RegExp>
   countScrape: boolean
   cardinalityLimit: number
+  http: ResolvedHttp
   auth: MetricsAuthOptions | undefined
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
@@ -39,7 +44,8 @@ export interface ResolvedOptions {
   worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker']
+const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -88,6 +94,13 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
   if (check !== undefined && typeof check !== 'function') fail('auth.check', 'must be a function (request) => boolean | Promise<boolean>', kind(check))
   if (bearerToken === undefined && basic === undefined && check === undefined) fail('auth', 'needs at least one of bearerToken, basic, check', 'none')
   return value as MetricsAuthOptions
+}
+
+function httpOptions (value: unknown): ResolvedHttp {
+  if (value === undefined) return { semconvMetrics: false }
+  if (!isPlainObject(value)) fail('http', 'must be an object { semconvMetrics? }', describe(value))
+  onlyKeys(value, 'http.', HTTP_KEYS)
+  return { semconvMetrics: bool(value, 'semconvMetrics', false, 'http.') }
 }
 
 function dbOptions (value: unknown): ResolvedDb {
@@ -235,6 +248,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
     cardinalityLimit,
+    http: httpOptions(options.http),
     auth: auth(options.auth),
     listener,
     cluster,

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accessCheck, credentials, type Credentials } from './access'
 import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
-import { AlreadyRegisteredError } from './errors'
+import { AlreadyRegisteredError, NotRootError } from './errors'
 import { CONTENT_TYPE } from './exposition'
 import { Faults } from './faults'
 import { instrumentDb } from './db/index'
@@ -21,6 +21,8 @@ export const DECORATOR = 'upstreamMetrics'
 
 async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
+  // A child context's instance inherits from its parent's; the root's is a plain object.
+  if (Object.getPrototypeOf(fastify) !== Object.prototype) throw new NotRootError()
   if (fastify.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
 
   const store = new Store(options.namespace, options.cardinalityLimit)

@@ -18,7 +18,7 @@ export interface HistogramCell extends Cell {
 }
 
 export class Family<C extends Cell = Cell> {
-  readonly cells = new Map<string, C>()
+  readonly cells = new Map<string | number | undefined, C>()
   private overflowCell: C | undefined
 
   /** Exposed name (namespace applied), before the counter `_total` rule. */
@@ -38,14 +38,19 @@ export class Family<C extends Cell = Cell> {
     if (spec.labels.length === 0) this.cell()
   }
 
-  /** The series for these label values (in `spec.labels` order); past the limit, the overflow series. */
-  cell (...values: string[]): C {
-    const key = values.length === 1 ? values[0]! : values.join('\u0000')
+  /**
+   * The series for these label values (in `spec.labels` order; `undefined` leaves a label out,
+   * a number stays a number for OpenTelemetry); past the limit, the overflow series.
+   */
+  cell (...values: Array<string | number | undefined>): C {
+    const key = values.length === 1 ? values[0] : values.join('\u0000')
     const found = this.cells.get(key)
     if (found !== undefined) return found
     if (this.cells.size >= this.limit - 1 && values.length > 0) return this.overflow()
     const attributes: Attributes = {}
-    for (let i = 0; i < values.length; i++) attributes[this.spec.labels[i]!] = values[i]
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] !== undefined) attributes[this.spec.labels[i]!] = values[i]
+    }
     const created = this.create(attributes)
     this.cells.set(key, created)
     return created

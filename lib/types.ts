@@ -45,6 +45,11 @@ export interface UpstreamMetricsOptions {
    */
   cardinalityLimit?: number
   /**
+   * HTTP metrics beyond django-prometheus's.
+   * @default { semconvMetrics: false }
+   */
+  http?: HttpOptions
+  /**
    * Protects the scrape route. Unset: no authentication.
    * @default undefined
    */
@@ -81,6 +86,17 @@ export interface UpstreamMetricsOptions {
    * @default undefined
    */
   worker?: boolean | WorkerMetricsOptions
+}
+
+export interface HttpOptions {
+  /**
+   * Also record OpenTelemetry's stable `http.server.request.duration` histogram (exposed as
+   * `http_server_request_duration_seconds`) from the same hooks, with its attributes
+   * `http.request.method`, `http.route`, `http.response.status_code`, `url.scheme`, `error.type`
+   * and the semantic conventions' default buckets.
+   * @default false
+   */
+  semconvMetrics?: boolean
 }
 
 /** Connection details the `alias` function sees. */

@@ -12,7 +12,8 @@ export function metricTable () {
   const rows = ['| Exposed name | Type | Labels | HELP |', '| --- | --- | --- | --- |']
   for (const group of FAMILY_GROUPS) {
     for (const spec of Object.values(group)) {
-      const labels = spec.labels.map((l) => `\`${l}\``).join(', ') || '—'
+      // Label names as exposed: the semantic-convention families keep dotted keys inside.
+      const labels = spec.labels.map((l) => `\`${l.replace(/\./g, '_')}\``).join(', ') || '—'
       const names = [spec.name, ...(spec.aliases ?? [])].map((n) => `\`${exposedName(n, spec.type)}\``)
       const help = spec.help.replace(/\|/g, '\\|')
       rows.push(`| ${names.join('<br>')} | ${spec.type} | ${labels} | ${help} |`)

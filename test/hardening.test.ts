@@ -149,7 +149,7 @@ t.test('bounded cardinality: 10,000 random URLs and methods add no series', asyn
   t.same([...views].sort(), ['/boom', '/patients/:id', '/throw-string', '<unnamed view>', 'prometheus-django-metrics'].sort())
   const methodsSeen = new Set(series(m, 'django_http_requests_total_by_method_total').map((s) => s.labels.method))
   t.ok([...methodsSeen].every((x) => ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'OPTIONS', 'CONNECT', 'PATCH', '<invalid method>'].includes(x!)))
-  t.same(Object.keys(Object.fromEntries(series(m, 'django_http_exceptions_total_by_type_total').map((s) => [s.labels.type, 1]))).sort(), ['Error', 'string'])
+  t.same(Object.keys(Object.fromEntries(series(m, 'django_http_exceptions_total_by_type_total').map((s) => [s.labels.type, 1]))).sort(), ['Error', 'String'])
   t.ok(m.samples.size < before + 600, `series stay bounded by routes × methods × statuses (${before} → ${m.samples.size})`)
   t.notMatch([...m.samples.keys()].join('\n'), /q=|\?/, 'no query strings in labels')
 })

@@ -139,7 +139,7 @@ t.test('every django HTTP metric is exact after a known sequence of requests', a
   t.equal(v('django_http_responses_body_total_bytes_count'), nonStreaming.length)
   t.equal(v('django_http_responses_body_total_bytes_sum'), nonStreaming.reduce((s, r) => s + Number(r.headers['content-length'] ?? 0), 0))
   t.equal(v('django_http_responses_streaming_total'), 1)
-  t.same(Object.fromEntries(series(m, 'django_http_responses_total_by_charset_total').map((s) => [s.labels.charset, s.value])), { 'utf-8': 13, 'iso-8859-1': 1 })
+  t.same(Object.fromEntries(series(m, 'django_http_responses_total_by_charset_total').map((s) => [s.labels.charset, s.value])), { 'utf-8': 13, 'ISO-8859-1': 1 })
 
   t.same(Object.fromEntries(series(m, 'django_http_exceptions_total_by_type_total').map((s) => [s.labels.type, s.value])), { TypeError: 1, PaymentDeclined: 1, Error: 1 })
   t.same(Object.fromEntries(series(m, 'django_http_exceptions_total_by_view_total').map((s) => [s.labels.view, s.value])), { '/boom': 1, '/reject': 1, '/patients': 1 })
