@@ -56,6 +56,11 @@ export interface RangeSeries { metric: Record<string, string>, values: Array<[nu
 export class Prometheus {
   constructor (readonly base: string, readonly output: () => string, readonly child: ChildProcess) {}
 
+  /** Stops it before the test's end (its data directory goes at teardown). */
+  async stop (): Promise<void> {
+    await stopProcess(this.child)
+  }
+
   /** An instant query; `time` in seconds (Prometheus' own notation), default now. */
   async query (expr: string, time?: number): Promise<Sample[]> {
     const params = new URLSearchParams({ query: expr })
@@ -96,11 +101,13 @@ export class Prometheus {
 
 /**
  * Starts `prometheus` with `config` (an object, written as YAML) in a temp dir; stopped and removed at teardown.
- * `scrape_configs` targets are the caller's; the listen address is chosen here.
+ * `files` (name → content) are written beside the configuration, which can name them by relative path
+ * (rule files, file_sd target files). The listen address is chosen here.
  */
-export async function startPrometheus (t: Test, config: Record<string, unknown>): Promise<Prometheus> {
+export async function startPrometheus (t: Test, config: Record<string, unknown>, files: Record<string, string> = {}): Promise<Prometheus> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'um-prometheus-'))
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content)
   writeFileSync(join(dir, 'prometheus.yml'), stringify(config))
   const started = startProcess(t, 'prometheus', 'prometheus', [
     `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
