@@ -300,6 +300,8 @@ export function setupClusterPrimary (options: { timeoutMs?: number } = {}): () =
     }
     if (message.type === COLLECTED) {
       if (message.scopeMetrics !== undefined) totals.record(worker.id, fromWire(message.scopeMetrics))
+      // The worker's plugin closed (its process may live on, or register the plugin again: a new member).
+      if (message.id === FINAL) return onDisconnect(worker)
       const round = pending.get(message.id)
       if (round === undefined || !round.expected.has(worker.id)) return
       round.expected.delete(worker.id)
@@ -361,12 +363,14 @@ function send (message: Message, callback: () => void = () => {}): void {
 /** In a worker: answers the primary's collection requests and asks it for totals. One per process. */
 export class ClusterWorker {
   private readonly waiting = new Map<string, { resolve: (m: ScopeMetrics[]) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
+  /** Once closed, the final collection is the last one the primary gets (a later one would count twice). */
+  private closed = false
   private readonly onMessage = (message: unknown): void => {
     if (!isMessage(message)) return
     if (message.type === COLLECT) {
       this.collectLocal().then(
-        (scopeMetrics) => send({ type: COLLECTED, id: message.id, scopeMetrics: toWire(scopeMetrics) }),
-        (err: Error) => send({ type: COLLECTED, id: message.id, error: err.message })
+        (scopeMetrics) => { if (!this.closed) send({ type: COLLECTED, id: message.id, scopeMetrics: toWire(scopeMetrics) }) },
+        (err: Error) => { if (!this.closed) send({ type: COLLECTED, id: message.id, error: err.message }) }
       )
     } else if (message.type === ANSWER) {
       const waiter = this.waiting.get(message.id)
@@ -402,17 +406,18 @@ export class ClusterWorker {
 
   /** On the app's close (after its in-flight requests): hands the primary this worker's last counts, so a graceful stop loses none. */
   async close (): Promise<void> {
-    if (cluster.isWorker) {
+    if (cluster.isWorker && !this.closed) {
+      this.closed = true
       process.off('message', this.onMessage)
       activeWorkerInstance = false
       if (process.connected) {
         const last = await this.collectLocal().catch(() => undefined)
-        if (last !== undefined) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, this.timeoutMs)
-            send({ type: COLLECTED, id: FINAL, scopeMetrics: toWire(last) }, () => { clearTimeout(timer); resolve() })
-          })
-        }
+        // Without counts (collection failed) it still tells the primary to stop waiting for this worker.
+        const final: Message = last === undefined ? { type: COLLECTED, id: FINAL, error: 'closed' } : { type: COLLECTED, id: FINAL, scopeMetrics: toWire(last) }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.timeoutMs)
+          send(final, () => { clearTimeout(timer); resolve() })
+        })
       }
     }
     for (const waiter of this.waiting.values()) {

@@ -125,6 +125,19 @@ t.test('a worker that dies mid-traffic: increase() still equals the requests ans
   t.ok(Number.isInteger(measured), 'an exact count, no extrapolation')
 })
 
+t.test('a worker stopped gracefully hands over its last counts: nothing lost', async (t) => {
+  const cluster = await startCluster(t, { WORKERS: '2' })
+  const answers: Answer[] = []
+  for (let i = 0; i < 40; i++) answers.push({ pid: JSON.parse((await get(`http://127.0.0.1:${cluster.port}/who`)).body).pid, at: Date.now() })
+  const pids = [...new Set(answers.map((a) => a.pid))]
+  t.equal(pids.length, 2, 'both workers answered')
+  // No scrape before: the primary has never collected this worker; only its final hand-over can count its answers.
+  process.kill(pids[0]!, 'SIGTERM')
+  await waitFor('the worker to exit', 10_000, async () => cluster.exits.includes(pids[0]!), cluster.output)
+  const m = parse((await get(`http://127.0.0.1:${cluster.port}/metrics`)).body)
+  t.equal(m.samples.get(WHO), 40, `every answer counted, ${answers.filter((a) => a.pid === pids[0]).length} of them by the stopped worker`)
+})
+
 t.test('non-finite gauges cross the process boundary; sums do not depend on the order workers answer in', async (t) => {
   const cluster = await startCluster(t, { APP_METRICS: '1', JITTER: '1' })
   const texts = new Set<string>()
