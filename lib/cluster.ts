@@ -411,13 +411,16 @@ export class ClusterWorker {
       process.off('message', this.onMessage)
       activeWorkerInstance = false
       if (process.connected) {
-        const last = await this.collectLocal().catch(() => undefined)
-        // Without counts (collection failed) it still tells the primary to stop waiting for this worker.
-        const final: Message = last === undefined ? { type: COLLECTED, id: FINAL, error: 'closed' } : { type: COLLECTED, id: FINAL, scopeMetrics: toWire(last) }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.timeoutMs)
-          send(final, () => { clearTimeout(timer); resolve() })
-        })
+        const handOver = async (): Promise<void> => {
+          const last = await this.collectLocal().catch(() => undefined)
+          // Without counts (collection failed) it still tells the primary to stop waiting for this worker.
+          const final: Message = last === undefined ? { type: COLLECTED, id: FINAL, error: 'closed' } : { type: COLLECTED, id: FINAL, scopeMetrics: toWire(last) }
+          await new Promise<void>((resolve) => send(final, resolve))
+        }
+        // Bounded: a close never waits longer than a round would.
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([handOver(), new Promise<void>((resolve) => { timer = setTimeout(resolve, this.timeoutMs) })])
+        clearTimeout(timer)
       }
     }
     for (const waiter of this.waiting.values()) {
