@@ -28,6 +28,8 @@ async function migrate (pool) {
       migrationsTable: MIGRATIONS_TABLE,
       direction: 'up',
       checkOrder: true,
+      // Replicas (compose --scale, cluster workers) start together: each waits for the one migrating.
+      advisoryLockMode: 'wait',
       log: () => {}
     })
   } finally {
@@ -49,7 +51,9 @@ const idParams = {
 export async function buildDemo ({
   redisUrl = process.env.REDIS_URL,
   failureRate = Number(process.env.DEMO_FAILURE_RATE ?? 0.2),
-  logLevel = process.env.LOG_LEVEL ?? 'info'
+  logLevel = process.env.LOG_LEVEL ?? 'info',
+  /** Extra plugin options (e.g. `{ cluster: true }` inside cluster workers). */
+  plugin = {}
 } = {}) {
   const database = await databaseFromEnv()
   const pool = new pg.Pool({ connectionString: database.url, max: database.poolMax })
@@ -59,7 +63,8 @@ export async function buildDemo ({
   await app.register(upstreamMetrics, {
     excludePaths: ['/healthz'],
     // Migration gauges from node-pg-migrate's table, read at startup, after migrate() above has run.
-    db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } }
+    db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } },
+    ...plugin
   })
   const cache = createCache(redisUrl, app.upstreamMetrics.cache)
 

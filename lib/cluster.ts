@@ -1,18 +1,24 @@
-import cluster from 'node:cluster'
+import cluster, { type Worker } from 'node:cluster'
 import { randomUUID } from 'node:crypto'
+import type { Attributes, HrTime } from '@opentelemetry/api'
 import { DataPointType, type MetricData, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
 import { ClusterInstanceError, ClusterTimeoutError } from './errors'
+import { ExactSum } from './exact-sum'
 import { FAMILY_GROUPS } from './names'
 
 /**
  * Totals over every worker, as django-prometheus's multiprocess mode gives them: the
  * worker that receives a scrape asks the primary, the primary asks every worker for
- * its collected metrics, adds them up and answers.
+ * its collected metrics, adds them to what the workers that are gone had counted, and
+ * answers. See docs/scaling.md for what is guaranteed.
  */
+const HELLO = 'upstream-metrics:hello'
 const ASK = 'upstream-metrics:aggregate'
 const COLLECT = 'upstream-metrics:collect'
 const COLLECTED = 'upstream-metrics:collected'
 const ANSWER = 'upstream-metrics:aggregated'
+/** A worker's last counts, sent as its app closes (not an answer to a round). */
+const FINAL = 'final'
 
 interface Message { type: string, id: string, namespace?: string, scopeMetrics?: ScopeMetrics[], error?: string }
 
@@ -20,77 +26,294 @@ function isMessage (value: unknown): value is Message {
   return typeof value === 'object' && value !== null && typeof (value as Message).type === 'string' && (value as Message).type.startsWith('upstream-metrics:')
 }
 
-const gaugeMerge = new Map<string, 'sum' | 'min' | 'max'>()
+/**
+ * IPC serializes to JSON by default, which turns Infinity and NaN into null. Non-finite values travel as
+ * `{ nonFinite: 'NaN' }` (attributes never hold objects, so nothing else can look like one).
+ */
+interface NonFinite { nonFinite: string }
+
+const isNonFinite = (v: unknown): v is NonFinite => typeof v === 'object' && v !== null && typeof (v as NonFinite).nonFinite === 'string'
+const needsEncoding = (v: unknown): boolean => typeof v === 'number' && !Number.isFinite(v)
+const encode = (v: unknown): unknown => needsEncoding(v) ? { nonFinite: String(v) } : v
+const decode = (v: unknown): unknown => isNonFinite(v) ? Number(v.nonFinite) : v
+
+function pointValues (value: any): unknown[] {
+  return typeof value === 'object' && value !== null ? [value.sum, value.min, value.max] : [value]
+}
+
+/** The collections as they can be sent: a copy only when a value needs it. */
+export function toWire (collection: ScopeMetrics[]): ScopeMetrics[] {
+  const affected = collection.some((s) => s.metrics.some((m) => (m.dataPoints as any[]).some((p) => pointValues(p.value).some(needsEncoding))))
+  if (!affected) return collection
+  return collection.map((s) => ({
+    scope: s.scope,
+    metrics: s.metrics.map((m) => ({
+      ...m,
+      dataPoints: (m.dataPoints as any[]).map((p) => ({
+        ...p,
+        value: typeof p.value === 'object' ? { ...p.value, sum: encode(p.value.sum), min: encode(p.value.min), max: encode(p.value.max) } : encode(p.value)
+      }))
+    }) as MetricData)
+  }))
+}
+
+/** Restores in place what `toWire` encoded (the received objects are this process's own). */
+export function fromWire (collection: ScopeMetrics[]): ScopeMetrics[] {
+  for (const s of collection) {
+    for (const m of s.metrics) {
+      for (const p of m.dataPoints as any[]) {
+        if (typeof p.value !== 'object' || p.value === null || isNonFinite(p.value)) p.value = decode(p.value)
+        else for (const field of ['sum', 'min', 'max']) if (isNonFinite(p.value[field])) p.value[field] = decode(p.value[field])
+      }
+    }
+  }
+  return collection
+}
+
+type Merge = 'sum' | 'min' | 'max'
+const gaugeMerge = new Map<string, Merge>()
 for (const group of FAMILY_GROUPS) for (const spec of Object.values(group)) if (spec.merge !== undefined) gaugeMerge.set(spec.name, spec.merge)
 
-function attributesKey (attributes: Record<string, unknown>): string {
+/** A family's merge rule by its exposed name: never-namespaced families (runtime, Celery) match as they are. */
+function mergeRule (name: string, prefix: string): Merge {
+  return gaugeMerge.get(name) ?? (prefix !== '' && name.startsWith(prefix) ? gaugeMerge.get(name.slice(prefix.length)) : undefined) ?? 'sum'
+}
+
+function attributesKey (attributes: Attributes): string {
   return JSON.stringify(Object.keys(attributes).sort().map((k) => [k, attributes[k]]))
 }
 
-/** Adds several workers' collections into one: sums and histograms add, gauges follow the table's merge rule. */
-export function mergeScopeMetrics (collections: ScopeMetrics[][], namespace = ''): ScopeMetrics[] {
-  const prefix = namespace === '' ? '' : `${namespace}_`
-  const ruleOf = (name: string) => gaugeMerge.get(prefix !== '' && name.startsWith(prefix) ? name.slice(prefix.length) : name) ?? 'sum'
-  const scopes = new Map<string, { scope: ScopeMetrics['scope'], metrics: Map<string, { metric: MetricData, points: Map<string, any> }> }>()
-  for (const collection of collections) {
+/** Counters and histograms only grow; gauges (and up-down counters) are live values. */
+function isMonotonic (metric: MetricData): boolean {
+  return metric.dataPointType === DataPointType.HISTOGRAM || (metric.dataPointType === DataPointType.SUM && metric.isMonotonic)
+}
+
+interface Series {
+  attributes: Attributes
+  startTime: HrTime
+  endTime: HrTime
+  /** A counter's exact sum, or a gauge's merged value. */
+  value: ExactSum | number
+  histogram?: { boundaries: number[], counts: number[], count: number, sum: ExactSum }
+}
+
+interface MetricTotal { metric: MetricData, rule: Merge, series: Map<string, Series> }
+
+/**
+ * Several collections added up. Counters and histogram sums add exactly (see ExactSum), so a total is the
+ * same whatever order its parts arrive in and never lower than an earlier total of parts that only grew.
+ * Gauges merge by their family's rule, in the order the collections are added.
+ */
+export class Totals {
+  private readonly scopes = new Map<string, { scope: ScopeMetrics['scope'], metrics: Map<string, MetricTotal> }>()
+  private readonly prefix: string
+
+  constructor (namespace = '') {
+    this.prefix = namespace === '' ? '' : `${namespace}_`
+  }
+
+  /** Adds a collection; `monotonicOnly` keeps only its counters and histograms. */
+  add (collection: ScopeMetrics[], monotonicOnly = false): void {
     for (const scopeMetrics of collection) {
-      let scope = scopes.get(scopeMetrics.scope.name)
-      if (scope === undefined) {
-        scope = { scope: scopeMetrics.scope, metrics: new Map() }
-        scopes.set(scopeMetrics.scope.name, scope)
-      }
       for (const metric of scopeMetrics.metrics) {
-        let merged = scope.metrics.get(metric.descriptor.name)
-        if (merged === undefined) {
-          merged = { metric, points: new Map() }
-          scope.metrics.set(metric.descriptor.name, merged)
-        }
-        const rule = ruleOf(metric.descriptor.name)
-        for (const point of metric.dataPoints as any[]) {
-          const key = attributesKey(point.attributes)
-          const seen = merged.points.get(key)
-          if (seen === undefined) {
-            merged.points.set(key, structuredClone(point))
-          } else if (metric.dataPointType === DataPointType.HISTOGRAM) {
-            seen.value.count += point.value.count
-            seen.value.sum = (seen.value.sum ?? 0) + (point.value.sum ?? 0)
-            seen.value.buckets.counts = seen.value.buckets.counts.map((c: number, i: number) => c + (point.value.buckets.counts[i] ?? 0))
-          } else if (metric.dataPointType === DataPointType.GAUGE && rule !== 'sum') {
-            seen.value = Math[rule](seen.value, point.value)
+        if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM || (monotonicOnly && !isMonotonic(metric))) continue
+        const total = this.metricTotal(scopeMetrics.scope, metric)
+        for (const point of metric.dataPoints as any[]) this.addPoint(total, point)
+      }
+    }
+  }
+
+  /** Adds another Totals' counters and histograms (and gauges, by rule) without changing it. */
+  addTotals (other: Totals): void {
+    for (const { scope, metrics } of other.scopes.values()) {
+      for (const { metric, series } of metrics.values()) {
+        const total = this.metricTotal(scope, metric)
+        for (const [key, from] of series) {
+          const into = total.series.get(key)
+          if (into === undefined) {
+            total.series.set(key, {
+              ...from,
+              value: typeof from.value === 'number' ? from.value : from.value.clone(),
+              histogram: from.histogram === undefined ? undefined : { ...from.histogram, counts: from.histogram.counts.slice(), sum: from.histogram.sum.clone() }
+            })
+          } else if (into.histogram !== undefined && from.histogram !== undefined) {
+            addCounts(into.histogram.counts, from.histogram.counts)
+            into.histogram.count += from.histogram.count
+            into.histogram.sum.addSum(from.histogram.sum)
+          } else if (typeof into.value !== 'number' && typeof from.value !== 'number') {
+            into.value.addSum(from.value)
           } else {
-            seen.value += point.value
+            into.value = mergeGauge(total.rule, into.value as number, from.value as number)
           }
         }
       }
     }
   }
-  return [...scopes.values()].map(({ scope, metrics }) => ({
-    scope,
-    metrics: [...metrics.values()].map(({ metric, points }) => ({ ...metric, dataPoints: [...points.values()] }) as MetricData)
-  }))
+
+  get seriesCount (): number {
+    let count = 0
+    for (const { metrics } of this.scopes.values()) for (const { series } of metrics.values()) count += series.size
+    return count
+  }
+
+  toScopeMetrics (): ScopeMetrics[] {
+    return [...this.scopes.values()].map(({ scope, metrics }) => ({
+      scope,
+      metrics: [...metrics.values()].map(({ metric, series }) => ({
+        ...metric,
+        dataPoints: [...series.values()].map(({ attributes, startTime, endTime, value, histogram }) => ({
+          attributes,
+          startTime,
+          endTime,
+          value: histogram === undefined
+            ? (typeof value === 'number' ? value : value.value())
+            : { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value() }
+        }))
+      }) as MetricData)
+    }))
+  }
+
+  private metricTotal (scope: ScopeMetrics['scope'], metric: MetricData): MetricTotal {
+    let entry = this.scopes.get(scope.name)
+    if (entry === undefined) {
+      entry = { scope, metrics: new Map() }
+      this.scopes.set(scope.name, entry)
+    }
+    let total = entry.metrics.get(metric.descriptor.name)
+    if (total === undefined) {
+      const rule = metric.dataPointType === DataPointType.GAUGE ? mergeRule(metric.descriptor.name, this.prefix) : 'sum'
+      total = { metric: { ...metric, dataPoints: [] } as MetricData, rule, series: new Map() }
+      entry.metrics.set(metric.descriptor.name, total)
+    }
+    return total
+  }
+
+  private addPoint (total: MetricTotal, point: any): void {
+    const key = attributesKey(point.attributes)
+    const seen = total.series.get(key)
+    const monotonic = isMonotonic(total.metric)
+    if (total.metric.dataPointType === DataPointType.HISTOGRAM) {
+      const { buckets, count, sum } = point.value
+      if (seen === undefined) {
+        total.series.set(key, {
+          attributes: point.attributes,
+          startTime: point.startTime,
+          endTime: point.endTime,
+          value: 0,
+          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0) }
+        })
+      } else {
+        addCounts(seen.histogram!.counts, buckets.counts)
+        seen.histogram!.count += count
+        seen.histogram!.sum.add(sum ?? 0)
+      }
+    } else if (seen === undefined) {
+      total.series.set(key, { attributes: point.attributes, startTime: point.startTime, endTime: point.endTime, value: monotonic ? ExactSum.of(point.value) : point.value })
+    } else if (typeof seen.value !== 'number') {
+      seen.value.add(point.value)
+    } else {
+      seen.value = mergeGauge(total.rule, seen.value, point.value)
+    }
+  }
+}
+
+function addCounts (into: number[], from: readonly number[]): void {
+  for (let i = 0; i < from.length; i++) into[i] = (into[i] ?? 0) + from[i]!
+}
+
+function mergeGauge (rule: Merge, a: number, b: number): number {
+  return rule === 'sum' ? a + b : Math[rule](a, b)
+}
+
+/** Adds several workers' collections into one, in the order given: sums and histograms add, gauges follow the table's merge rule. */
+export function mergeScopeMetrics (collections: ScopeMetrics[][], namespace = ''): ScopeMetrics[] {
+  const totals = new Totals(namespace)
+  for (const collection of collections) totals.add(collection)
+  return totals.toScopeMetrics()
+}
+
+/**
+ * The primary's state: each live worker's latest collection, and the counters and histograms of the
+ * workers that are gone (prometheus_client's multiprocess mode keeps a dead process's counts too).
+ * Memory: one collection per live worker, plus one series per distinct series the gone workers had.
+ */
+export class ClusterTotals {
+  private readonly latest = new Map<number, ScopeMetrics[]>()
+  private readonly retained = new Totals()
+  private readonly members = new Set<number>()
+
+  /** A worker that runs the plugin: rounds wait for it from now on. */
+  join (workerId: number): void {
+    this.members.add(workerId)
+  }
+
+  isMember (workerId: number): boolean {
+    return this.members.has(workerId)
+  }
+
+  /** A worker's collection; a worker's collections arrive in the order it made them, so each one holds at least the counts of the one before. */
+  record (workerId: number, collection: ScopeMetrics[]): void {
+    this.members.add(workerId)
+    this.latest.set(workerId, collection)
+  }
+
+  /** A worker is gone: its last collection's counters and histograms stay in the totals, its gauges leave with it. */
+  leave (workerId: number): void {
+    const last = this.latest.get(workerId)
+    if (last !== undefined) this.retained.add(last, true)
+    this.latest.delete(workerId)
+    this.members.delete(workerId)
+  }
+
+  /** Live workers in a fixed order (by id), then the retained counts: the same parts always add up the same way. */
+  answer (namespace = ''): ScopeMetrics[] {
+    const totals = new Totals(namespace)
+    for (const id of [...this.latest.keys()].sort((a, b) => a - b)) totals.add(this.latest.get(id)!)
+    totals.addTotals(this.retained)
+    return totals.toScopeMetrics()
+  }
+
+  get sizes (): { live: number, members: number, retainedSeries: number } {
+    return { live: this.latest.size, members: this.members.size, retainedSeries: this.retained.seriesCount }
+  }
 }
 
 /** Call once in the primary process, before forking workers that register the plugin with `cluster: true`. */
 export function setupClusterPrimary (options: { timeoutMs?: number } = {}): () => void {
   if (!cluster.isPrimary) throw new Error('upstream-metrics: setupClusterPrimary() must run in the cluster primary')
   const timeoutMs = options.timeoutMs ?? 4000
-  const pending = new Map<string, { expected: Set<number>, results: ScopeMetrics[][], failed: string | undefined, done: () => void }>()
+  const totals = new ClusterTotals()
+  const pending = new Map<string, { expected: Set<number>, failed: string | undefined, done: () => void }>()
 
-  // A partial sum would make counters drop (a reset to Prometheus): a round missing a worker fails the scrape instead.
-  function onMessage (worker: import('node:cluster').Worker, message: unknown): void {
+  function forget (workerId: number): void {
+    for (const round of pending.values()) {
+      if (round.expected.delete(workerId) && round.expected.size === 0) round.done()
+    }
+  }
+
+  // A partial sum would make counters drop (a reset to Prometheus): a round missing a live worker fails the scrape instead.
+  function onMessage (worker: Worker, message: unknown): void {
     if (!isMessage(message)) return
+    if (message.type === HELLO) {
+      totals.join(worker.id)
+      return
+    }
     if (message.type === COLLECTED) {
+      if (message.scopeMetrics !== undefined) totals.record(worker.id, fromWire(message.scopeMetrics))
+      // The worker's plugin closed (its process may live on, or register the plugin again: a new member).
+      if (message.id === FINAL) return onDisconnect(worker)
       const round = pending.get(message.id)
       if (round === undefined || !round.expected.has(worker.id)) return
       round.expected.delete(worker.id)
-      if (message.scopeMetrics !== undefined) round.results.push(message.scopeMetrics)
-      else round.failed ??= message.error ?? 'a worker failed to collect'
+      if (message.scopeMetrics === undefined) round.failed ??= message.error ?? 'a worker failed to collect'
       if (round.expected.size === 0) round.done()
       return
     }
     if (message.type !== ASK) return
-    const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined && w.isConnected())
-    const round = { expected: new Set(workers.map((w) => w!.id)), results: [] as ScopeMetrics[][], failed: undefined as string | undefined, done: () => {} }
+    totals.join(worker.id)
+    // Every worker is asked; only those known to run the plugin are waited for (one still starting has counted nothing).
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
+    const round = { expected: new Set(workers.filter((w) => totals.isMember(w.id)).map((w) => w.id)), failed: undefined as string | undefined, done: () => {} }
     const timer = setTimeout(() => {
       round.failed ??= `${round.expected.size} worker(s) did not answer within ${timeoutMs} ms`
       round.done()
@@ -100,45 +323,54 @@ export function setupClusterPrimary (options: { timeoutMs?: number } = {}): () =
       pending.delete(message.id)
       if (!worker.isConnected()) return
       const answer = round.failed === undefined
-        ? { type: ANSWER, id: message.id, scopeMetrics: mergeScopeMetrics(round.results, message.namespace) }
+        ? { type: ANSWER, id: message.id, scopeMetrics: toWire(totals.answer(message.namespace)) }
         : { type: ANSWER, id: message.id, error: round.failed }
       worker.send(answer, () => {})
     }
     pending.set(message.id, round)
-    for (const w of workers) w!.send({ type: COLLECT, id: message.id }, () => {})
+    for (const w of workers) w.send({ type: COLLECT, id: message.id }, () => {})
   }
 
-  // A worker that exits mid-round is no longer waited for; its counts leave with it.
-  function onExit (worker: import('node:cluster').Worker): void {
-    for (const round of pending.values()) {
-      if (round.expected.delete(worker.id) && round.expected.size === 0) round.done()
-    }
+  // Once its channel is closed a worker can send nothing more: its last collection is final. (A process
+  // can exit before its last messages are read: only the closed channel says they all were.)
+  function onDisconnect (worker: Worker): void {
+    totals.leave(worker.id)
+    forget(worker.id)
+  }
+  function onExit (worker: Worker): void {
+    if (worker.isConnected()) forget(worker.id)
+    else onDisconnect(worker)
   }
 
   cluster.on('message', onMessage)
+  cluster.on('disconnect', onDisconnect)
   cluster.on('exit', onExit)
   return () => {
     cluster.off('message', onMessage)
+    cluster.off('disconnect', onDisconnect)
     cluster.off('exit', onExit)
   }
 }
 
 let activeWorkerInstance = false
 
-function send (message: Message): void {
+function send (message: Message, callback: () => void = () => {}): void {
   // A channel closing during a rolling restart must not crash the worker.
-  if (process.connected && process.send !== undefined) process.send(message, undefined, {}, () => {})
+  if (process.connected && process.send !== undefined) process.send(message, undefined, {}, callback)
+  else callback()
 }
 
 /** In a worker: answers the primary's collection requests and asks it for totals. One per process. */
 export class ClusterWorker {
   private readonly waiting = new Map<string, { resolve: (m: ScopeMetrics[]) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
+  /** Once closed, the final collection is the last one the primary gets (a later one would count twice). */
+  private closed = false
   private readonly onMessage = (message: unknown): void => {
     if (!isMessage(message)) return
     if (message.type === COLLECT) {
       this.collectLocal().then(
-        (scopeMetrics) => send({ type: COLLECTED, id: message.id, scopeMetrics }),
-        (err: Error) => send({ type: COLLECTED, id: message.id, error: err.message })
+        (scopeMetrics) => { if (!this.closed) send({ type: COLLECTED, id: message.id, scopeMetrics: toWire(scopeMetrics) }) },
+        (err: Error) => { if (!this.closed) send({ type: COLLECTED, id: message.id, error: err.message }) }
       )
     } else if (message.type === ANSWER) {
       const waiter = this.waiting.get(message.id)
@@ -146,7 +378,7 @@ export class ClusterWorker {
       this.waiting.delete(message.id)
       clearTimeout(waiter.timer)
       if (message.error !== undefined) waiter.reject(new Error(`upstream-metrics: cluster totals unavailable: ${message.error}`))
-      else waiter.resolve(message.scopeMetrics ?? [])
+      else waiter.resolve(fromWire(message.scopeMetrics ?? []))
     }
   }
 
@@ -155,6 +387,7 @@ export class ClusterWorker {
       if (activeWorkerInstance) throw new ClusterInstanceError()
       activeWorkerInstance = true
       process.on('message', this.onMessage)
+      send({ type: HELLO, id: '' })
     }
   }
 
@@ -171,10 +404,24 @@ export class ClusterWorker {
     })
   }
 
-  close (): void {
-    if (cluster.isWorker) {
+  /** On the app's close (after its in-flight requests): hands the primary this worker's last counts, so a graceful stop loses none. */
+  async close (): Promise<void> {
+    if (cluster.isWorker && !this.closed) {
+      this.closed = true
       process.off('message', this.onMessage)
       activeWorkerInstance = false
+      if (process.connected) {
+        const handOver = async (): Promise<void> => {
+          const last = await this.collectLocal().catch(() => undefined)
+          // Without counts (collection failed) it still tells the primary to stop waiting for this worker.
+          const final: Message = last === undefined ? { type: COLLECTED, id: FINAL, error: 'closed' } : { type: COLLECTED, id: FINAL, scopeMetrics: toWire(last) }
+          await new Promise<void>((resolve) => send(final, resolve))
+        }
+        // Bounded: a close never waits longer than a round would.
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([handOver(), new Promise<void>((resolve) => { timer = setTimeout(resolve, this.timeoutMs) })])
+        clearTimeout(timer)
+      }
     }
     for (const waiter of this.waiting.values()) {
       clearTimeout(waiter.timer)

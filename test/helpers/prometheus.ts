@@ -1,0 +1,124 @@
+/** A real `prometheus` on 127.0.0.1 with a temp dir, and the child-process plumbing the end-to-end tests share. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
+import { stringify } from 'yaml'
+import { freePort } from './net'
+
+export const ROOT = resolve(__dirname, '..', '..')
+
+export interface Started { child: ChildProcess, output: () => string }
+
+/** Starts a process, keeps the tail of its output for failure messages, and stops it at teardown (SIGTERM, then SIGKILL after 5 s). */
+export function startProcess (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Started {
+  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  let partial = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4000)
+    if (onLine === undefined) return
+    const lines = (partial + chunk.toString()).split('\n')
+    partial = lines.pop()!
+    for (const line of lines) onLine(line)
+  })
+  child.stderr!.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
+  child.on('error', (err) => { output += `\n${name} failed to start: ${err.message}` })
+  t.teardown(async () => await stopProcess(child))
+  return { child, output: () => output }
+}
+
+export async function stopProcess (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill(signal)
+  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]) === false) {
+    child.kill('SIGKILL')
+    await exited
+  }
+}
+
+/** Polls until `check` returns true; bounded in time, never an assertion on speed. */
+export async function waitFor (what: string, deadlineMs: number, check: () => Promise<boolean>, details: () => string = () => ''): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return
+    await sleep(100)
+  }
+  throw new Error(`timed out waiting for ${what}\n${details()}`)
+}
+
+export interface Sample { metric: Record<string, string>, value: [number, string] }
+export interface RangeSeries { metric: Record<string, string>, values: Array<[number, string]> }
+
+export class Prometheus {
+  constructor (readonly base: string, readonly output: () => string, readonly child: ChildProcess) {}
+
+  /** Stops it before the test's end (its data directory goes at teardown). */
+  async stop (): Promise<void> {
+    await stopProcess(this.child)
+  }
+
+  /** An instant query; `time` in seconds (Prometheus' own notation), default now. */
+  async query (expr: string, time?: number): Promise<Sample[]> {
+    const params = new URLSearchParams({ query: expr })
+    if (time !== undefined) params.set('time', time.toFixed(3))
+    const answer = await (await fetch(`${this.base}/api/v1/query?${params.toString()}`, { signal: AbortSignal.timeout(10_000) })).json() as { status: string, error?: string, data: { resultType: string, result: unknown } }
+    if (answer.status !== 'success') throw new Error(`query failed: ${expr}: ${answer.error ?? ''}`)
+    return answer.data.result as Sample[]
+  }
+
+  /** The raw samples of a range selector (`metric[1m]`), with their scrape timestamps. */
+  async samples (selector: string, time?: number): Promise<RangeSeries[]> {
+    const params = new URLSearchParams({ query: selector })
+    if (time !== undefined) params.set('time', time.toFixed(3))
+    const answer = await (await fetch(`${this.base}/api/v1/query?${params.toString()}`, { signal: AbortSignal.timeout(10_000) })).json() as { status: string, error?: string, data: { result: RangeSeries[] } }
+    if (answer.status !== 'success') throw new Error(`query failed: ${selector}: ${answer.error ?? ''}`)
+    return answer.data.result
+  }
+
+  async rules (): Promise<Array<{ name: string, state?: string, health: string, lastError?: string, lastEvaluation: string }>> {
+    const answer = await (await fetch(`${this.base}/api/v1/rules`, { signal: AbortSignal.timeout(10_000) })).json() as { data: { groups: Array<{ rules: never[] }> } }
+    return answer.data.groups.flatMap((g) => g.rules)
+  }
+
+  /** Waits for a scrape of every target of `job` that started after `afterMs` (epoch ms) and is stored. */
+  async scrapedAfter (job: string, afterMs: number, targets: number, deadlineMs = 15_000): Promise<number> {
+    let newest = 0
+    await waitFor(`a scrape of every ${job} target after ${new Date(afterMs).toISOString()}`, deadlineMs, async () => {
+      // timestamp() of a selector is its sample's time (of any other expression, the evaluation time).
+      const ups = await this.query(`timestamp(up{job="${job}"})`)
+      const values = await this.query(`up{job="${job}"}`)
+      const times = ups.map((s) => Number(s.value[1]) * 1000)
+      newest = Math.max(...times)
+      return times.length === targets && times.every((time) => time > afterMs) && values.every((s) => s.value[1] === '1')
+    }, this.output)
+    return newest
+  }
+}
+
+/**
+ * Starts `prometheus` with `config` (an object, written as YAML) in a temp dir; stopped and removed at teardown.
+ * `files` (name → content) are written beside the configuration, which can name them by relative path
+ * (rule files, file_sd target files). The listen address is chosen here.
+ */
+export async function startPrometheus (t: Test, config: Record<string, unknown>, files: Record<string, string> = {}): Promise<Prometheus> {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'um-prometheus-'))
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content)
+  writeFileSync(join(dir, 'prometheus.yml'), stringify(config))
+  const started = startProcess(t, 'prometheus', 'prometheus', [
+    `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
+    `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'
+  ], process.env)
+  // Stopped before its data directory is removed, whatever order the teardowns run in.
+  t.teardown(async () => {
+    await stopProcess(started.child)
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const prometheus = new Prometheus(`http://127.0.0.1:${port}`, started.output, started.child)
+  await waitFor('Prometheus to be ready', 30_000, async () => (await fetch(`${prometheus.base}/-/ready`)).ok, started.output)
+  return prometheus
+}
