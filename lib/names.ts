@@ -19,6 +19,8 @@ export interface MetricSpec {
   readonly aliases?: readonly string[]
   /** How the cluster aggregator combines gauges of several workers. */
   readonly merge?: 'sum' | 'min' | 'max'
+  /** OpenTelemetry name and unit, for a family pushed over OTLP under its semantic-convention name. */
+  readonly otel?: { readonly name: string, readonly unit: string }
 }
 
 function spec<K extends string> (table: Record<K, MetricSpec>): Record<K, MetricSpec> {
@@ -105,8 +107,14 @@ export const CELERY = spec({
   queueLength: { name: 'celery_queue_length', type: 'gauge', help: 'Number of tasks in the queue.', labels: ['queue'], merge: 'max' }
 })
 
+/** The plugin's own series about OTLP push (option `otlp`); never namespaced, present only while pushing. */
+export const OTLP = spec({
+  exports: { name: 'upstream_metrics_otlp_exports_total', type: 'counter', help: 'OTLP exports by result (success, failure).', labels: ['result'] },
+  droppedPoints: { name: 'upstream_metrics_otlp_dropped_points_total', type: 'counter', help: 'Data points in OTLP exports that failed (the next successful export carries the cumulative totals again).', labels: [] }
+})
+
 /** Exposition order follows django-prometheus's registration order. */
-export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, CACHE, CELERY] as const
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, CACHE, CELERY, OTLP] as const
 
 /** prometheus_client's default `Histogram` buckets, which celery-prometheus-exporter 1.1 uses. */
 export const CELERY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]

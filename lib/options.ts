@@ -1,6 +1,7 @@
 import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
+import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
 import type { DbConnectionInfo, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
@@ -35,9 +36,10 @@ export interface ResolvedOptions {
   db: ResolvedDb
   cache: ResolvedCacheOptions | false
   worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
+  otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp'])
 const DB_KEYS = ['alias', 'defaultSchema', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -233,6 +235,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     cluster,
     db: dbOptions(options.db),
     cache: cache(options.cache),
-    worker: followed
+    worker: followed,
+    otlp: resolveOtlp(options.otlp)
   }
 }
