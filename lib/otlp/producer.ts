@@ -1,7 +1,7 @@
 import type { CollectionResult } from '@opentelemetry/sdk-metrics'
 import { exposedName } from '../names'
 import { StoreProducer, type Stream } from '../producer'
-import type { Family, Store } from '../store'
+import type { Family } from '../store'
 
 /**
  * The OTLP name of a store family's exposed name, chosen so that the OTLP → Prometheus
@@ -30,10 +30,6 @@ export class OtlpStoreProducer extends StoreProducer {
   private readonly cache = new WeakMap<Family, readonly Stream[]>()
   /** Runs before each collection (the worker's queue lengths are read then, as before a scrape). */
   beforeCollect: (() => Promise<void>) | undefined
-
-  constructor (store: Store) {
-    super(store)
-  }
 
   override async collect (): Promise<CollectionResult> {
     await this.beforeCollect?.()
