@@ -93,7 +93,8 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       handler,
       metrics,
       listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
-      cache: cache.api
+      cache: cache.api,
+      flush: async () => { await push?.reader.forceFlush().catch(() => {}) }
     }
     fastify.decorate(DECORATOR, decoration)
   } catch (err) {

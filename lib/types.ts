@@ -263,4 +263,9 @@ export interface UpstreamMetrics {
   readonly listenerAddress: { host: string, port: number } | undefined
   /** Cache metrics of this instance: wrap an in-process cache, or record a get by hand. */
   readonly cache: UpstreamCacheMetrics
+  /**
+   * With `otlp` on, exports now (e.g. before a short-lived job exits) and resolves when the
+   * export succeeded or failed, within `otlp.timeoutMs`; never rejects. Without push, resolves at once.
+   */
+  flush(): Promise<void>
 }

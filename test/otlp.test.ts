@@ -69,6 +69,7 @@ t.test('with push off, nothing of OTLP is loaded, started or exposed (OTEL_* var
   await app.inject('/metrics')
   t.same(otlpModulesLoaded(), [], 'no OTLP exporter module in the require cache')
   t.notMatch((await app.inject('/metrics')).body, /upstream_metrics_otlp/)
+  await app.upstreamMetrics.flush()
   await app.close()
 })
 
@@ -287,11 +288,14 @@ t.test('close() sends the last interval, and never waits long on a dead Collecto
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: receiver.url, intervalMs: 600_000 } })
   app.get('/last', async () => 'ok')
   await app.ready()
-  for (let i = 0; i < 3; i++) await app.inject('/last')
+  await app.inject('/last')
+  await app.upstreamMetrics.flush()
+  t.equal(receiver.received.length, 1, 'flush() exports at once')
+  for (let i = 0; i < 2; i++) await app.inject('/last')
   await app.close()
-  t.equal(receiver.received.length, 1, 'one export, at close')
-  const last = translate(receiver.received[0]!.body)
-  t.equal(last.samples.get(key('django_http_requests_total_by_method_total', { method: 'GET' })), 3)
+  t.equal(receiver.received.length, 2, 'and close() once more')
+  const last = translate(receiver.received[1]!.body)
+  t.equal(last.samples.get(key('django_http_requests_total_by_method_total', { method: 'GET' })), 3, 'with the last requests')
 
   // A Collector that never answers: close() gives up after timeoutMs.
   receiver.behaviour = { kind: 'slow', ms: 600_000 }
