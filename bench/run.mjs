@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss,pg] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss,pg,otlp] [--otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
 // Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -245,6 +245,14 @@ if (only.has('cpu')) sections.cpu = await cpuBench()
 if (only.has('scrape')) sections.scrape = await scrapeBench()
 if (only.has('rss')) sections.rss = await rssBench()
 if (only.has('pg')) sections.pg = pgBench()
+// OTLP push costs: only when asked (--otlp, or --only=otlp).
+if (only.has('otlp') || flag('otlp')) sections.otlp = otlpBench()
+
+/** bench/otlp.mjs in a child process: CPU per request with push on vs off, one export at 1,000 routes, drops with the receiver down. */
+function otlpBench () {
+  const out = execFileSync(process.execPath, [`${here}otlp.mjs`, ...(quick ? ['--quick'] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  return { markdown: out.trim() }
+}
 
 /** bench/pg.mjs in a child process: CPU per query through pg with and without the plugin (PostgreSQL issue). */
 function pgBench () {
@@ -297,6 +305,7 @@ const md = [
   ...(sections.scrape ? ['', '## Scrape', '', sections.scrape.markdown] : []),
   ...(sections.rss ? ['', '## Memory over random unmatched URLs', '', sections.rss.markdown] : []),
   ...(sections.pg ? ['', '## PostgreSQL: CPU per query through pg', '', sections.pg.markdown] : []),
+  ...(sections.otlp ? ['', '## OTLP push', '', sections.otlp.markdown] : []),
   ''
 ].join('\n')
 writeFileSync(`${here}RESULTS.md`, md)

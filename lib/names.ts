@@ -21,7 +21,8 @@ export interface MetricSpec {
   readonly merge?: 'sum' | 'min' | 'max'
   /**
    * The OpenTelemetry identity of a semantic-convention family: `name` is then its Prometheus
-   * translation (unit suffix added, dots turned into `_`), and label keys keep their dots.
+   * translation (unit suffix added, dots turned into `_`), and label keys keep their dots. OTLP
+   * pushes the family under this name and unit.
    */
   readonly otel?: { readonly name: string, readonly unit: string }
 }
@@ -122,8 +123,14 @@ export const CELERY = spec({
   queueLength: { name: 'celery_queue_length', type: 'gauge', help: 'Number of tasks in the queue.', labels: ['queue'], merge: 'max' }
 })
 
+/** The plugin's own series about OTLP push (option `otlp`); never namespaced, present only while pushing. */
+export const OTLP = spec({
+  exports: { name: 'upstream_metrics_otlp_exports_total', type: 'counter', help: 'OTLP exports by result (success, failure).', labels: ['result'] },
+  droppedPoints: { name: 'upstream_metrics_otlp_dropped_points_total', type: 'counter', help: 'Data points in OTLP exports that failed (the next successful export carries the cumulative totals again).', labels: [] }
+})
+
 /** Exposition order follows django-prometheus's registration order. */
-export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY] as const
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY, OTLP] as const
 
 /** prometheus_client's default `Histogram` buckets, which celery-prometheus-exporter 1.1 uses. */
 export const CELERY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]

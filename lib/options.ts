@@ -1,6 +1,7 @@
 import type { ResolvedCacheOptions } from './cache'
 import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
+import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
 import { describe, kind, show, showUrl } from './redact'
 import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
@@ -42,9 +43,10 @@ export interface ResolvedOptions {
   db: ResolvedDb
   cache: ResolvedCacheOptions | false
   worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
+  otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
@@ -254,6 +256,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     cluster,
     db: dbOptions(options.db),
     cache: cache(options.cache),
-    worker: followed
+    worker: followed,
+    otlp: resolveOtlp(options.otlp)
   }
 }

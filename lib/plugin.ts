@@ -27,9 +27,15 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
 
   const store = new Store(options.namespace, options.cardinalityLimit)
   const faults = new Faults(fastify.log)
-  const telemetry = new Telemetry(store, options.cardinalityLimit)
+  // Loaded only when push is on, so that with it off nothing of OTLP is loaded or started.
+  const push = options.otlp === undefined
+    ? undefined
+    : (require('./otlp/index') as typeof import('./otlp/index')).startOtlpPush(store, options.otlp, options.namespace, fastify.log)
+  const telemetry = new Telemetry(store, options.cardinalityLimit, push === undefined ? [] : [push.reader])
   // Everything started is stopped in reverse order, on close or when registration fails half-way.
   const stops: Array<() => unknown> = [async () => await telemetry.shutdown()]
+  // Runs just before the provider's shutdown, whose last export it bounds.
+  if (push !== undefined) stops.push(push.closeWithin)
   const stopAll = async (): Promise<void> => {
     for (const stop of stops.reverse()) await stop()
   }
@@ -43,6 +49,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       ? undefined
       : new WorkerCollector(store, { ...options.worker, IORedis: loadIoredis('the worker option'), log: fastify.log })
     if (worker !== undefined) stops.push(async () => await worker.close())
+    if (push !== undefined && worker !== undefined) push.producer.beforeCollect = async () => { await worker.refresh() }
 
     const collectLocal = async () => {
       await worker?.refresh()
@@ -89,7 +96,8 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       handler,
       metrics,
       listenerAddress: typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : undefined,
-      cache: cache.api
+      cache: cache.api,
+      flush: async () => { await push?.reader.forceFlush().catch(() => {}) }
     }
     fastify.decorate(DECORATOR, decoration)
   } catch (err) {

@@ -10,6 +10,13 @@ import type { Family, HistogramCell, Store } from './store'
 
 export const STORE_SCOPE = { name: 'upstream-metrics' }
 
+/** One stream a reader sees of a family: its name, unit, and whether a counter is monotonic. */
+export interface Stream {
+  readonly name: string
+  readonly unit: string
+  readonly monotonic: boolean
+}
+
 const rank = new Map<string, number>()
 FAMILY_GROUPS.forEach((group, g) => Object.values(group).forEach((spec, i) => rank.set(spec.name, g * 100 + i)))
 
@@ -28,15 +35,20 @@ export class StoreProducer implements MetricProducer {
     const families = [...this.store.families].sort((a, b) => (rank.get(a.spec.name) ?? 1e6) - (rank.get(b.spec.name) ?? 1e6))
     const metrics: MetricData[] = []
     for (const family of families) {
-      for (const name of family.names) {
-        metrics.push(this.metric(family, name, endTime))
+      for (const stream of this.streams(family)) {
+        metrics.push(this.metric(family, stream, endTime))
       }
     }
     return { scope: STORE_SCOPE, metrics }
   }
 
-  private metric (family: Family, name: string, endTime: [number, number]): MetricData {
-    const descriptor = { name, description: family.spec.help, unit: '', valueType: ValueType.DOUBLE }
+  /** The /metrics view: every exposed name, no unit, counters monotonic. */
+  protected streams (family: Family): readonly Stream[] {
+    return family.names.map((name) => ({ name, unit: '', monotonic: true }))
+  }
+
+  private metric (family: Family, stream: Stream, endTime: [number, number]): MetricData {
+    const descriptor = { name: stream.name, description: family.spec.help, unit: stream.unit, valueType: ValueType.DOUBLE }
     const startTime = this.startTime
     const aggregationTemporality = AggregationTemporality.CUMULATIVE
     if (family.spec.type === 'histogram') {
@@ -55,6 +67,6 @@ export class StoreProducer implements MetricProducer {
     const dataPoints = []
     for (const cell of family.series()) dataPoints.push({ startTime, endTime, attributes: cell.attributes, value: cell.value })
     if (family.spec.type === 'gauge') return { descriptor, aggregationTemporality, dataPointType: DataPointType.GAUGE, dataPoints }
-    return { descriptor, aggregationTemporality, dataPointType: DataPointType.SUM, isMonotonic: true, dataPoints }
+    return { descriptor, aggregationTemporality, dataPointType: DataPointType.SUM, isMonotonic: stream.monotonic, dataPoints }
   }
 }

@@ -1,7 +1,7 @@
 import type { Meter } from '@opentelemetry/api'
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus'
 import { emptyResource } from '@opentelemetry/resources'
-import { MeterProvider, type ResourceMetrics, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
+import { MeterProvider, type MetricReader, type ResourceMetrics, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
 import { Serializer } from './exposition'
 import { STORE_SCOPE, StoreProducer } from './producer'
 import type { Store } from './store'
@@ -25,7 +25,8 @@ export class Telemetry {
   readonly runtimeMeter: Meter
   private readonly serializer = new Serializer()
 
-  constructor (store: Store, cardinalityLimit: number) {
+  /** `readers`: more readers of the same instruments (the OTLP push, with its own view of the store). */
+  constructor (store: Store, cardinalityLimit: number, readers: MetricReader[] = []) {
     this.exporter = new PrometheusExporter({
       preventServerStart: true,
       withoutScopeInfo: true,
@@ -34,7 +35,7 @@ export class Telemetry {
     })
     this.provider = new MeterProvider({
       resource: emptyResource(),
-      readers: [this.exporter],
+      readers: [this.exporter, ...readers],
       views: [{ instrumentName: '*', aggregationCardinalityLimit: cardinalityLimit }]
     })
     this.meter = this.provider.getMeter(APP_SCOPE)

@@ -86,6 +86,50 @@ export interface UpstreamMetricsOptions {
    * @default undefined
    */
   worker?: boolean | WorkerMetricsOptions
+  /**
+   * Also push every series of `/metrics` over OTLP/HTTP (protobuf) to an OpenTelemetry
+   * Collector or any OTLP receiver, named so that the standard OTLP → Prometheus translation
+   * gives back the django names (see docs/scaling.md). `true` takes every default; unset, the
+   * environment decides: `OTEL_METRICS_EXPORTER=otlp` turns it on. Combine with `path: false`
+   * to push only.
+   * @default false
+   */
+  otlp?: boolean | OtlpOptions
+}
+
+/** The `otlp` option. Each setting falls back to its standard OpenTelemetry environment variable. */
+export interface OtlpOptions {
+  /**
+   * OTLP/HTTP metrics URL; a URL without a path gets `/v1/metrics`.
+   * @default $OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT + '/v1/metrics', else 'http://localhost:4318/v1/metrics'
+   */
+  endpoint?: string
+  /**
+   * Headers of every export (e.g. an API key), over those of `OTEL_EXPORTER_OTLP_HEADERS`.
+   * @default undefined
+   */
+  headers?: Record<string, string>
+  /**
+   * Time between two exports, in milliseconds (at least 100).
+   * @default $OTEL_METRIC_EXPORT_INTERVAL, else 60000
+   */
+  intervalMs?: number
+  /**
+   * Most time one export (retries included) and the last export at `close()` may take.
+   * @default $OTEL_METRIC_EXPORT_TIMEOUT, else $OTEL_EXPORTER_OTLP_TIMEOUT, else 10000 (at most intervalMs)
+   */
+  timeoutMs?: number
+  /**
+   * `service.name` resource attribute, the `job` label after translation.
+   * @default $OTEL_SERVICE_NAME, else service.name in $OTEL_RESOURCE_ATTRIBUTES, else 'unknown_service:node'
+   */
+  serviceName?: string
+  /**
+   * More resource attributes, over those of `OTEL_RESOURCE_ATTRIBUTES`. `service.instance.id`
+   * (the `instance` label) defaults to `<hostname>:<pid>`.
+   * @default {}
+   */
+  resourceAttributes?: Record<string, string>
 }
 
 export interface HttpOptions {
@@ -250,4 +294,9 @@ export interface UpstreamMetrics {
   readonly listenerAddress: { host: string, port: number } | undefined
   /** Cache metrics of this instance: wrap an in-process cache, or record a get by hand. */
   readonly cache: UpstreamCacheMetrics
+  /**
+   * With `otlp` on, exports now (e.g. before a short-lived job exits) and resolves when the
+   * export succeeded or failed, within `otlp.timeoutMs`; never rejects. Without push, resolves at once.
+   */
+  flush(): Promise<void>
 }
