@@ -29,6 +29,7 @@ export interface ResolvedOptions {
   excludePaths: Array<string | RegExp>
   countScrape: boolean
   cardinalityLimit: number
+  collectTimeoutMs: number
   auth: MetricsAuthOptions | undefined
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
@@ -37,7 +38,7 @@ export interface ResolvedOptions {
   worker: { broker: string, queues: string[] | undefined, prefix: string } | undefined
 }
 
-const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
+const KNOWN = new Set(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker'])
 const DB_KEYS = ['alias', 'defaultSchema', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -201,6 +202,11 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     fail('cardinalityLimit', 'must be an integer of at least 2', cardinalityLimit)
   }
 
+  const collectTimeoutMs = options.collectTimeoutMs ?? 3000
+  if (typeof collectTimeoutMs !== 'number' || !(collectTimeoutMs > 0) || collectTimeoutMs > 2_147_483_647) {
+    fail('collectTimeoutMs', 'must be a positive number of milliseconds', collectTimeoutMs)
+  }
+
   let listener: ResolvedOptions['listener']
   if (options.listener !== undefined) {
     const l = options.listener
@@ -228,6 +234,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
     cardinalityLimit,
+    collectTimeoutMs,
     auth: auth(options.auth),
     listener,
     cluster,

@@ -24,7 +24,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
 
   const store = new Store(options.namespace, options.cardinalityLimit)
   const faults = new Faults(fastify.log)
-  const telemetry = new Telemetry(store, options.cardinalityLimit)
+  const telemetry = new Telemetry(store, options.cardinalityLimit, { collectTimeoutMs: options.collectTimeoutMs, log: fastify.log })
   // Everything started is stopped in reverse order, on close or when registration fails half-way.
   const stops: Array<() => unknown> = [async () => await telemetry.shutdown()]
   const stopAll = async (): Promise<void> => {
@@ -33,7 +33,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   try {
     if (options.runtimeMetrics) stops.push(startRuntimeMetrics(telemetry.runtimeMeter))
     instrumentHttp(fastify, store, options, faults)
-    stops.push(instrumentDb(fastify, store, options, faults, telemetry.provider))
+    stops.push(instrumentDb(fastify, store, options, faults, telemetry.meters))
     const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
     stops.push(() => cache.stop())
     const worker = options.worker === undefined
@@ -41,16 +41,17 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       : new WorkerCollector(store, { ...options.worker, log: fastify.log })
     if (worker !== undefined) stops.push(async () => await worker.close())
 
-    const collectLocal = async () => {
+    // Scrapes that arrive while one is collected share its collection and its text.
+    const collectLocal = shared(async () => {
       await worker?.refresh()
       return await telemetry.collect()
-    }
+    })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
-    async function metrics (): Promise<string> {
+    const metrics = shared(async (): Promise<string> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
       return telemetry.serialize(scopeMetrics)
-    }
+    })
 
     const checkAccess = accessCheck(options.auth)
     async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -94,6 +95,15 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     throw err
   }
   fastify.addHook('onClose', stopAll)
+}
+
+/** Calls `run` once for every caller that comes while it runs. */
+function shared<T> (run: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined
+  return async () => {
+    running ??= run().finally(() => { running = undefined })
+    return await running
+  }
 }
 
 /** A bare internal listener for the scrape, kept off the app's port (and its hooks). */

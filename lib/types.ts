@@ -45,6 +45,14 @@ export interface UpstreamMetricsOptions {
    */
   cardinalityLimit?: number
   /**
+   * Longest time (ms) an observable callback of your own meter may take during a scrape. A callback
+   * that fails, times out or has not settled since the previous scrape leaves its own series out of
+   * that scrape (logged once per minute); everything else is served. Keep it below Prometheus's
+   * `scrape_timeout` (10 s by default) and, under `cluster`, below the primary's `timeoutMs`.
+   * @default 3000
+   */
+  collectTimeoutMs?: number
+  /**
    * Protects the scrape route. Unset: no authentication.
    * @default undefined
    */
