@@ -1,8 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 
 /**
- * A failure inside metric recording must never reach the request: it is swallowed and
- * logged at most once per interval, with the number of failures so far.
+ * A failure inside metric recording must never reach the request (nor one in an app's
+ * observable callback the rest of the scrape): it is swallowed and logged at most once
+ * per interval, with the number of failures so far.
  */
 export class Faults {
   count = 0

@@ -217,7 +217,10 @@ export interface RouteMetricsConfig {
 
 /** What the plugin decorates the Fastify instance with, as `fastify.upstreamMetrics`. */
 export interface UpstreamMetrics {
-  /** Meter for the app's own metrics: they appear on the same `/metrics`. */
+  /**
+   * Meter for the app's own metrics: they appear on the same `/metrics`, named as OpenTelemetry's
+   * OTLP → Prometheus translation names them, each instrument capped at `cardinalityLimit` series.
+   */
   readonly meter: Meter
   /** Serves the scrape; mount it yourself when `path` is `false`. */
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
