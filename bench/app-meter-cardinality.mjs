@@ -21,17 +21,18 @@ app.get('/orders/:id', async (request) => {
 await app.listen({ host: '127.0.0.1', port: 0 })
 const url = `http://127.0.0.1:${app.server.address().port}`
 
-const rss = () => {
+const memory = () => {
   globalThis.gc?.()
-  return Math.round(process.memoryUsage.rss() / 2 ** 20)
+  const { rss, heapUsed } = process.memoryUsage()
+  return { rssMiB: Math.round(rss / 2 ** 20), heapMiB: Math.round(heapUsed / 2 ** 20) }
 }
-const rows = [{ round: 0, series: 0, rssMiB: rss() }]
+const rows = [{ round: 0, series: 0, ...memory() }]
 let next = 0
 for (let round = 1; round <= rounds; round++) {
   await autocannon({ url, connections: 8, amount: perRound, requests: [{ setupRequest: (r) => ({ ...r, path: `/orders/${next++}` }) }] })
   const text = await app.upstreamMetrics.metrics()
   const series = text.split('\n').filter((l) => l.startsWith('shop_orders_total')).length
-  rows.push({ round, series, rssMiB: rss() })
+  rows.push({ round, series, ...memory() })
 }
 await app.close()
 console.log(JSON.stringify({ cardinalityLimit: limit, perRound, rows }))

@@ -48,23 +48,25 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
-    const metrics = shared(async (): Promise<string> => {
+    // Encoded once: each of the scrapes sharing it writes the same bytes.
+    const exposition = shared(async (): Promise<Buffer> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
-      return telemetry.serialize(scopeMetrics)
+      return Buffer.from(telemetry.serialize(scopeMetrics))
     })
+    const metrics = async (): Promise<string> => (await exposition()).toString()
 
     const checkAccess = accessCheck(options.auth)
     async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       if (checkAccess !== undefined && !await checkAccess(request, reply)) return
-      let text: string
+      let body: Buffer
       try {
-        text = await metrics()
+        body = await exposition()
       } catch (err) {
         request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
         return
       }
-      reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(text)
+      reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(body)
     }
 
     if (options.path !== false) {
@@ -74,7 +76,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     let listener: Server | undefined
     if (options.listener !== undefined) {
       if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
-      const server = await startListener(fastify, options.listener, metrics, credentials(options.auth))
+      const server = await startListener(fastify, options.listener, exposition, credentials(options.auth))
       listener = server
       stops.push(async () => await new Promise<void>((resolve) => server.close(() => resolve())))
     }
@@ -97,11 +99,14 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   fastify.addHook('onClose', stopAll)
 }
 
-/** Calls `run` once for every caller that comes while it runs. */
+/**
+ * Calls `run` once for every caller that comes while it runs. It starts after the current
+ * I/O phase, so that requests that arrived together join even when `run` would finish at once.
+ */
 function shared<T> (run: () => Promise<T>): () => Promise<T> {
   let running: Promise<T> | undefined
   return async () => {
-    running ??= run().finally(() => { running = undefined })
+    running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(run).finally(() => { running = undefined })
     return await running
   }
 }
@@ -110,7 +115,7 @@ function shared<T> (run: () => Promise<T>): () => Promise<T> {
 async function startListener (
   fastify: FastifyInstance,
   address: { host: string, port: number },
-  metrics: () => Promise<string>,
+  exposition: () => Promise<Buffer>,
   creds: Credentials | undefined
 ): Promise<Server> {
   const server = createServer((req, res) => {
@@ -122,8 +127,8 @@ async function startListener (
       res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
-    metrics().then(
-      (text) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(text),
+    exposition().then(
+      (body) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(body),
       (err) => {
         fastify.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('# metrics collection failed\n')
