@@ -1,7 +1,7 @@
 import {
   createNoopMeter, ValueType,
   type Attributes, type BatchObservableCallback, type BatchObservableResult, type Counter, type Gauge,
-  type Histogram, type Meter, type MeterProvider, type MetricOptions, type Observable, type ObservableCallback,
+  type Histogram, type Meter, type MeterOptions, type MeterProvider, type MetricOptions, type Observable, type ObservableCallback,
   type ObservableResult, type UpDownCounter
 } from '@opentelemetry/api'
 import type { ScopeMetrics } from '@opentelemetry/sdk-metrics'
@@ -118,11 +118,11 @@ export class MeterGuard implements MeterProvider {
 
   constructor (private readonly provider: MeterProvider, private readonly options: Options) {}
 
-  getMeter (name: string, version?: string): Meter {
+  getMeter (name: string, version?: string, options?: MeterOptions): Meter {
     const id = `${name}\u0000${version ?? ''}`
     let meter = this.meters.get(id)
     if (meter === undefined) {
-      meter = this.guardedMeter(name, this.provider.getMeter(name, version))
+      meter = this.guardedMeter(name, this.provider.getMeter(name, version, options))
       this.meters.set(id, meter)
     }
     return meter
