@@ -13,11 +13,18 @@ export const OVERFLOW: Attributes = Object.freeze({ 'otel.metric.overflow': true
 const EMPTY: Attributes = Object.freeze({})
 const NOOP = createNoopMeter()
 
-/** The SDK's attribute-set identity (`hashAttributes`): keys sorted, entries as JSON. */
+/** An attribute set's identity: keys sorted, each key and string value length-prefixed (no two sets share one). */
 function attributesKey (attributes: Attributes): string {
   const keys = Object.keys(attributes)
   if (keys.length === 0) return ''
-  return JSON.stringify(keys.sort().map((key) => [key, attributes[key]]))
+  if (keys.length > 1) keys.sort()
+  let key = ''
+  for (const k of keys) {
+    const v = attributes[k]
+    const value = typeof v === 'string' ? v : JSON.stringify(v) ?? ''
+    key += `${k.length}:${k}${typeof v === 'string' ? 's' : 'j'}${value.length}:${value}`
+  }
+  return key
 }
 
 export class CallbackPendingError extends Error {
@@ -114,7 +121,6 @@ export class MeterGuard implements MeterProvider {
   /** Sample name → the instrument family writing it. */
   private readonly occupied = new Map<string, string>()
   private readonly callbacks = new Map<ObservableCallback | BatchObservableCallback, CallbackState>()
-  private readonly batches: Array<{ callback: BatchObservableCallback, observables: Observable[], wrapper: BatchObservableCallback }> = []
 
   constructor (private readonly provider: MeterProvider, private readonly options: Options) {}
 
@@ -140,6 +146,7 @@ export class MeterGuard implements MeterProvider {
 
   private guardedMeter (scope: string, sdk: Meter): Meter {
     const guard = this
+    const batches: Array<{ callback: BatchObservableCallback, observables: Observable[], wrapper: BatchObservableCallback }> = []
     const sync = <T>(kind: InstrumentKind, sdkType: string, name: string, options: MetricOptions | undefined, create: () => T, noop: () => T, wrap: (inner: T, state: InstrumentState) => T): T => {
       const state = guard.register(scope, name, options, kind, sdkType)
       return state === undefined ? noop() : wrap(create(), state)
@@ -162,15 +169,15 @@ export class MeterGuard implements MeterProvider {
       createObservableUpDownCounter: (name, options) => observable('updowncounter', 'OBSERVABLE_UP_DOWN_COUNTER', name, options, () => sdk.createObservableUpDownCounter(name, options)),
       addBatchObservableCallback (callback, observables) {
         const guarded = observables.filter((o): o is GuardedObservable => o instanceof GuardedObservable)
-        if (guarded.length === 0 || guard.batches.some((b) => b.callback === callback && sameMembers(b.observables, observables))) return
+        if (guarded.length === 0 || batches.some((b) => b.callback === callback && sameMembers(b.observables, observables))) return
         const wrapper = guard.wrapBatchCallback(callback, guarded)
-        guard.batches.push({ callback, observables, wrapper })
+        batches.push({ callback, observables, wrapper })
         sdk.addBatchObservableCallback(wrapper, guarded.map((o) => o.inner))
       },
       removeBatchObservableCallback (callback, observables) {
-        const at = guard.batches.findIndex((b) => b.callback === callback && sameMembers(b.observables, observables))
+        const at = batches.findIndex((b) => b.callback === callback && sameMembers(b.observables, observables))
         if (at === -1) return
-        const [batch] = guard.batches.splice(at, 1)
+        const [batch] = batches.splice(at, 1)
         const guarded = batch!.observables.filter((o): o is GuardedObservable => o instanceof GuardedObservable)
         sdk.removeBatchObservableCallback(batch!.wrapper, guarded.map((o) => o.inner))
         guard.forget(batch!.wrapper)

@@ -11,6 +11,7 @@ const GC_KINDS: Record<number, string> = {
   [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb'
 }
 const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5]
+const PAGE_SIZE = 4096
 /** Event-loop figures cover the last W to 2W of this, whoever reads them and however often. */
 export const EVENT_LOOP_WINDOW_MS = 30_000
 /** monitorEventLoopDelay's sampling interval: each sample is this interval plus the delay. */
@@ -31,6 +32,10 @@ class EventLoopWindows {
   /** The histogram and mark restarted last; the other one is older and is the one read. */
   private newest: 0 | 1 = 0
 
+  private get oldest (): 0 | 1 {
+    return this.newest === 0 ? 1 : 0
+  }
+
   constructor (windowMs: number) {
     this.histograms = [monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS }), monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS })]
     for (const h of this.histograms) h.enable()
@@ -41,7 +46,7 @@ class EventLoopWindows {
   }
 
   private rotate (): void {
-    const older = this.newest === 0 ? 1 : 0
+    const older = this.oldest
     this.histograms[older].reset()
     this.marks[older] = performance.eventLoopUtilization()
     this.newest = older
@@ -49,7 +54,7 @@ class EventLoopWindows {
 
   /** The delay beyond the sampling interval, in seconds; undefined before the first sample. */
   delay (): DelaySummary | undefined {
-    const h = this.histograms[this.newest === 0 ? 1 : 0]
+    const h = this.histograms[this.oldest]
     if (h.count === 0) return undefined
     const resolutionNs = EVENT_LOOP_RESOLUTION_MS * 1e6
     const seconds = (ns: number) => Math.max(0, ns - resolutionNs) / 1e9
@@ -65,7 +70,7 @@ class EventLoopWindows {
   }
 
   utilization (): number {
-    return performance.eventLoopUtilization(performance.eventLoopUtilization(), this.marks[this.newest === 0 ? 1 : 0]).utilization
+    return performance.eventLoopUtilization(performance.eventLoopUtilization(), this.marks[this.oldest]).utilization
   }
 
   stop (): void {
@@ -73,7 +78,6 @@ class EventLoopWindows {
     for (const h of this.histograms) h.disable()
   }
 }
-const PAGE_SIZE = 4096
 
 function openFds (): number | undefined {
   try {
