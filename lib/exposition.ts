@@ -1,5 +1,7 @@
 import type { Attributes } from '@opentelemetry/api'
 import { DataPointType, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics'
+import { STORE_SCOPE } from './producer'
+import { labelName, labelValue, metricName, sampleNames, type InstrumentKind } from './translation'
 
 /**
  * Prometheus text format 0.0.4, written the way prometheus_client writes it (so the
@@ -48,23 +50,55 @@ function escapeHelp (help: string): string {
   return help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')
 }
 
-function labelPairs (attributes: Attributes, keep: (key: string) => boolean = () => true): string {
-  const keys = Object.keys(attributes).filter(keep).sort()
-  let out = ''
-  for (const key of keys) {
+/** A series' labels, sorted by name (Python sorts them). */
+type Labels = Array<[string, string]>
+/** The labels and their text `a="1",b="2"`. */
+interface LabelSet { readonly list: Labels, readonly text: string }
+
+/** The store's labels: its label names are the django ones, written as they are. */
+function exactLabels (attributes: Attributes): Labels {
+  const labels: Labels = []
+  for (const key of Object.keys(attributes).sort()) {
     const raw = attributes[key]
-    if (raw === undefined) continue
-    const value = typeof raw === 'string' ? raw : JSON.stringify(raw)
-    out += `${out === '' ? '' : ','}${key.replace(NAME_INVALID, '_')}="${escapeLabelValue(value)}"`
+    if (raw !== undefined) labels.push([key.replace(NAME_INVALID, '_'), labelValue(raw)])
   }
-  return out
+  return labels
 }
 
+/**
+ * An SDK instrument's labels, translated as Prometheus translates OTLP attributes: keys that
+ * become the same label name join their values with `;`, in the order of their original keys.
+ */
+function translatedLabels (attributes: Attributes): Labels {
+  const byLabel = new Map<string, string>()
+  for (const key of Object.keys(attributes).sort()) {
+    const raw = attributes[key]
+    if (raw === undefined) continue
+    const label = labelName(key)
+    const before = byLabel.get(label)
+    byLabel.set(label, before === undefined ? labelValue(raw) : `${before};${labelValue(raw)}`)
+  }
+  return [...byLabel].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+}
+
+function pairs (labels: Labels): string {
+  return labels.map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(',')
+}
+
+/** The store's family name: its own, with the counter `_total` rule of prometheus_client. */
 export function familyName (metric: MetricData): string {
   let name = metric.descriptor.name.replace(NAME_INVALID, '_')
   if (/^[0-9]/.test(name)) name = `_${name}`
   if (metric.dataPointType === DataPointType.SUM && metric.isMonotonic && !name.endsWith('_total')) name += '_total'
   return name
+}
+
+function instrumentKind (metric: MetricData): InstrumentKind {
+  switch (metric.dataPointType) {
+    case DataPointType.SUM: return metric.isMonotonic ? 'counter' : 'updowncounter'
+    case DataPointType.HISTOGRAM: return 'histogram'
+    default: return 'gauge'
+  }
 }
 
 function promType (metric: MetricData): string {
@@ -76,43 +110,87 @@ function promType (metric: MetricData): string {
   }
 }
 
+export interface SerializerOptions {
+  /** Scopes whose metric names and label names are written as they are (the store's); every other scope's are translated. */
+  exactScopes?: readonly string[]
+  /** Families written `# TYPE … untyped` (gauges named `_total`, which promtool rejects as gauges). */
+  untyped?: () => ReadonlySet<string>
+  /** Told about a family left out because an earlier one already writes one of its sample names. */
+  onConflict?: (family: string, scope: string) => void
+}
+
+interface FamilyOut {
+  readonly type: string
+  readonly help: string
+  readonly metric: MetricData
+  readonly exact: boolean
+}
+
 /**
  * Serializes collected metrics. Label strings are cached per attributes object: the
  * store hands out the same object for a series on every scrape, so a scrape of
  * thousands of series formats each label set once in the process's life.
  */
 export class Serializer {
-  private readonly labelCache = new WeakMap<Attributes, string>()
+  private readonly exactLabelCache = new WeakMap<Attributes, LabelSet>()
+  private readonly translatedLabelCache = new WeakMap<Attributes, LabelSet>()
   /** Per histogram series: each `<name>_bucket{…le="…"…} ` up to the value (Python sorts `le` among the labels). */
   private readonly bucketPrefixes = new WeakMap<Attributes, { name: string, boundaries: readonly number[], prefixes: string[] }>()
   private readonly bucketLabels = new WeakMap<readonly number[], string[]>()
+  private readonly translatedNames = new Map<string, string>()
+  private readonly exactScopes: ReadonlySet<string>
+
+  constructor (private readonly options: SerializerOptions = {}) {
+    this.exactScopes = new Set(options.exactScopes ?? [STORE_SCOPE.name])
+  }
 
   serialize (resourceMetrics: ResourceMetrics, scopeOrder: (scopeName: string) => number = () => 0): string {
-    const families = new Map<string, MetricData[]>()
+    const families = new Map<string, FamilyOut>()
+    const written = new Set<string>()
+    const untyped = this.options.untyped?.() ?? new Set<string>()
     const scopes = [...resourceMetrics.scopeMetrics].sort((a, b) => scopeOrder(a.scope.name) - scopeOrder(b.scope.name))
     for (const scope of scopes) {
+      const exact = this.exactScopes.has(scope.scope.name)
       for (const metric of scope.metrics) {
         if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) continue
-        const name = familyName(metric)
-        const same = families.get(name)
-        if (same === undefined) families.set(name, [metric])
-        else if (promType(same[0]!) === promType(metric)) same.push(metric)
+        const name = exact ? familyName(metric) : this.translatedName(metric)
+        // Two families writing one sample name would be duplicates that Prometheus drops (or a scrape it rejects).
+        const samples = sampleNames(name, metric.dataPointType === DataPointType.HISTOGRAM)
+        if (samples.some((sample) => written.has(sample))) {
+          this.options.onConflict?.(name, scope.scope.name)
+          continue
+        }
+        for (const sample of samples) written.add(sample)
+        const type = untyped.has(name) ? 'untyped' : promType(metric)
+        families.set(name, { type, help: metric.descriptor.description || name, metric, exact })
       }
     }
     const parts: string[] = []
-    for (const [name, metrics] of families) {
-      const first = metrics[0]!
-      parts.push(`# HELP ${name} ${escapeHelp(first.descriptor.description || name)}\n# TYPE ${name} ${promType(first)}\n`)
-      for (const metric of metrics) this.samples(name, metric, parts)
+    for (const [name, family] of families) {
+      parts.push(`# HELP ${name} ${escapeHelp(family.help)}\n# TYPE ${name} ${family.type}\n`)
+      this.samples(name, family, parts)
     }
     return parts.join('')
   }
 
-  private labels (attributes: Attributes): string {
-    let cached = this.labelCache.get(attributes)
+  private translatedName (metric: MetricData): string {
+    const kind = instrumentKind(metric)
+    const id = `${metric.descriptor.name}\u0000${metric.descriptor.unit}\u0000${kind}`
+    let name = this.translatedNames.get(id)
+    if (name === undefined) {
+      name = metricName(metric.descriptor.name, metric.descriptor.unit, kind)
+      this.translatedNames.set(id, name)
+    }
+    return name
+  }
+
+  private labels (attributes: Attributes, exact: boolean): LabelSet {
+    const cache = exact ? this.exactLabelCache : this.translatedLabelCache
+    let cached = cache.get(attributes)
     if (cached === undefined) {
-      cached = labelPairs(attributes)
-      this.labelCache.set(attributes, cached)
+      const list = exact ? exactLabels(attributes) : translatedLabels(attributes)
+      cached = { list, text: pairs(list) }
+      cache.set(attributes, cached)
     }
     return cached
   }
@@ -126,12 +204,19 @@ export class Serializer {
     return cached
   }
 
-  private samples (name: string, metric: MetricData, parts: string[]): void {
+  private samples (name: string, family: FamilyOut, parts: string[]): void {
+    const { metric, exact } = family
+    // The store's series are unique by construction; translated ones may meet after translation: the first is kept.
+    const seen = exact ? undefined : new Set<string>()
     if (metric.dataPointType === DataPointType.HISTOGRAM) {
       for (const point of metric.dataPoints) {
-        const labels = this.labels(point.attributes)
+        const labels = this.labels(point.attributes, exact).text
+        if (seen !== undefined) {
+          if (seen.has(labels)) continue
+          seen.add(labels)
+        }
         const { boundaries, counts } = point.value.buckets
-        const prefixes = this.prefixes(name, point.attributes, boundaries)
+        const prefixes = this.prefixes(name, point.attributes, exact, boundaries)
         let cumulative = 0
         let out = ''
         for (let i = 0; i < prefixes.length; i++) {
@@ -147,17 +232,22 @@ export class Serializer {
     if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) return
     let out = ''
     for (const point of metric.dataPoints) {
-      const labels = this.labels(point.attributes)
+      const labels = this.labels(point.attributes, exact).text
+      if (seen !== undefined) {
+        if (seen.has(labels)) continue
+        seen.add(labels)
+      }
       out += `${name}${labels === '' ? '' : `{${labels}}`} ${formatNumber(point.value)}\n`
     }
     parts.push(out)
   }
 
-  private prefixes (name: string, attributes: Attributes, boundaries: readonly number[]): string[] {
+  private prefixes (name: string, attributes: Attributes, exact: boolean, boundaries: readonly number[]): string[] {
     const cached = this.bucketPrefixes.get(attributes)
     if (cached !== undefined && cached.name === name && cached.boundaries === boundaries) return cached.prefixes
-    let before = labelPairs(attributes, (key) => key < 'le')
-    let after = labelPairs(attributes, (key) => key > 'le')
+    const labels = this.labels(attributes, exact).list
+    let before = pairs(labels.filter(([label]) => label < 'le'))
+    let after = pairs(labels.filter(([label]) => label > 'le'))
     before = before === '' ? '' : `${before},`
     after = after === '' ? '' : `,${after}`
     const prefixes = this.les(boundaries).map((le) => `${name}_bucket{${before}${le}${after}} `)

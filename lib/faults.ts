@@ -1,14 +1,19 @@
 import type { FastifyBaseLogger } from 'fastify'
 
 /**
- * A failure inside metric recording must never reach the request: it is swallowed and
- * logged at most once per interval, with the number of failures so far.
+ * A failure inside metric recording must never reach the request (nor one in an app's
+ * observable callback the rest of the scrape): it is swallowed and logged at most once
+ * per interval, with the number of failures so far.
  */
 export class Faults {
   count = 0
   private lastLogged = -Infinity
 
-  constructor (private readonly log: FastifyBaseLogger, private readonly intervalMs = 60_000) {}
+  constructor (
+    private readonly log: FastifyBaseLogger,
+    private readonly intervalMs = 60_000,
+    private readonly message = 'recording a metric failed; the request was not affected'
+  ) {}
 
   report (err: unknown): void {
     this.count++
@@ -16,7 +21,40 @@ export class Faults {
     if (now - this.lastLogged < this.intervalMs) return
     this.lastLogged = now
     try {
-      this.log.error({ err, failures: this.count }, 'upstream-metrics: recording a metric failed; the request was not affected')
+      this.log.error({ err, failures: this.count }, `upstream-metrics: ${this.message}`)
+    } catch {}
+  }
+}
+
+/**
+ * Warnings about what the app records (a refused instrument, a renamed attribute key): each
+ * distinct message once, and at most `perInterval` of them per interval, the rest counted.
+ */
+export class Warnings {
+  private readonly seen = new Set<string>()
+  private windowStart = -Infinity
+  private inWindow = 0
+  private suppressed = 0
+
+  constructor (private readonly log: FastifyBaseLogger, private readonly perInterval = 20, private readonly intervalMs = 60_000, private readonly maxDistinct = 1000) {}
+
+  once (message: string): void {
+    if (this.seen.has(message) || this.seen.size >= this.maxDistinct) return
+    this.seen.add(message)
+    const now = Date.now()
+    if (now - this.windowStart >= this.intervalMs) {
+      this.windowStart = now
+      this.inWindow = 0
+    }
+    if (this.inWindow >= this.perInterval) {
+      this.suppressed++
+      return
+    }
+    this.inWindow++
+    const suppressed = this.suppressed
+    this.suppressed = 0
+    try {
+      this.log.warn(suppressed > 0 ? { suppressed } : {}, `upstream-metrics: ${message}`)
     } catch {}
   }
 }

@@ -37,6 +37,7 @@ export interface ResolvedOptions {
   countScrape: boolean
   cardinalityLimit: number
   http: ResolvedHttp
+  collectTimeoutMs: number
   auth: MetricsAuthOptions | undefined
   listener: { host: string, port: number } | undefined
   cluster: { timeoutMs: number } | undefined
@@ -46,7 +47,7 @@ export interface ResolvedOptions {
   otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
@@ -221,6 +222,11 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     fail('cardinalityLimit', 'must be an integer of at least 2', describe(cardinalityLimit))
   }
 
+  const collectTimeoutMs = options.collectTimeoutMs ?? 3000
+  if (typeof collectTimeoutMs !== 'number' || !(collectTimeoutMs > 0) || collectTimeoutMs > 2_147_483_647) {
+    fail('collectTimeoutMs', 'must be a positive number of milliseconds', describe(collectTimeoutMs))
+  }
+
   let listener: ResolvedOptions['listener']
   if (options.listener !== undefined) {
     const l = options.listener
@@ -251,6 +257,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     countScrape: bool(options, 'countScrape', true),
     cardinalityLimit,
     http: httpOptions(options.http),
+    collectTimeoutMs,
     auth: auth(options.auth),
     listener,
     cluster,

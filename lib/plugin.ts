@@ -31,7 +31,11 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const push = options.otlp === undefined
     ? undefined
     : (require('./otlp/index') as typeof import('./otlp/index')).startOtlpPush(store, options.otlp, options.namespace, fastify.log)
-  const telemetry = new Telemetry(store, options.cardinalityLimit, push === undefined ? [] : [push.reader])
+  const telemetry = new Telemetry(store, options.cardinalityLimit, {
+    collectTimeoutMs: options.collectTimeoutMs,
+    log: fastify.log,
+    readers: push === undefined ? [] : [push.reader]
+  })
   // Everything started is stopped in reverse order, on close or when registration fails half-way.
   const stops: Array<() => unknown> = [async () => await telemetry.shutdown()]
   // Runs just before the provider's shutdown, whose last export it bounds.
@@ -42,7 +46,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   try {
     if (options.runtimeMetrics) stops.push(startRuntimeMetrics(telemetry.runtimeMeter))
     instrumentHttp(fastify, store, options, faults)
-    stops.push(instrumentDb(fastify, store, options, faults, telemetry.provider))
+    stops.push(instrumentDb(fastify, store, options, faults, telemetry.meters))
     const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
     stops.push(() => cache.stop())
     const worker = options.worker === undefined
@@ -51,29 +55,32 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     if (worker !== undefined) stops.push(async () => await worker.close())
     if (push !== undefined && worker !== undefined) push.producer.beforeCollect = async () => { await worker.refresh() }
 
-    const collectLocal = async () => {
+    // Scrapes that arrive while one is collected share its collection and its text.
+    const collectLocal = shared(async () => {
       await worker?.refresh()
       return await telemetry.collect()
-    }
+    })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
-    async function metrics (): Promise<string> {
+    // Encoded once: each of the scrapes sharing it writes the same bytes.
+    const exposition = shared(async (): Promise<Buffer> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
-      return telemetry.serialize(scopeMetrics)
-    }
+      return Buffer.from(telemetry.serialize(scopeMetrics))
+    })
+    const metrics = async (): Promise<string> => (await exposition()).toString()
 
     const checkAccess = accessCheck(options.auth)
     async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       if (checkAccess !== undefined && !await checkAccess(request, reply)) return
-      let text: string
+      let body: Buffer
       try {
-        text = await metrics()
+        body = await exposition()
       } catch (err) {
         request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
         return
       }
-      reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(text)
+      reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(body)
     }
 
     if (options.path !== false) {
@@ -83,7 +90,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     let listener: Server | undefined
     if (options.listener !== undefined) {
       if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
-      const server = await startListener(fastify, options.listener, metrics, credentials(options.auth))
+      const server = await startListener(fastify, options.listener, exposition, credentials(options.auth))
       listener = server
       stops.push(async () => await new Promise<void>((resolve) => server.close(() => resolve())))
     }
@@ -107,11 +114,23 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   fastify.addHook('onClose', stopAll)
 }
 
+/**
+ * Calls `run` once for every caller that comes while it runs. It starts after the current
+ * I/O phase, so that requests that arrived together join even when `run` would finish at once.
+ */
+function shared<T> (run: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined
+  return async () => {
+    running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(run).finally(() => { running = undefined })
+    return await running
+  }
+}
+
 /** A bare internal listener for the scrape, kept off the app's port (and its hooks). */
 async function startListener (
   fastify: FastifyInstance,
   address: { host: string, port: number },
-  metrics: () => Promise<string>,
+  exposition: () => Promise<Buffer>,
   creds: Credentials | undefined
 ): Promise<Server> {
   const server = createServer((req, res) => {
@@ -123,8 +142,8 @@ async function startListener (
       res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
-    metrics().then(
-      (text) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(text),
+    exposition().then(
+      (body) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(body),
       (err) => {
         fastify.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('# metrics collection failed\n')

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
-import { constants as perfConstants, monitorEventLoopDelay, performance, PerformanceObserver, type EventLoopUtilization } from 'node:perf_hooks'
+import { constants as perfConstants, monitorEventLoopDelay, performance, PerformanceObserver, type EventLoopUtilization, type ELDHistogram } from 'node:perf_hooks'
 import { getHeapSpaceStatistics } from 'node:v8'
 import type { Meter } from '@opentelemetry/api'
 import { RUNTIME } from './names'
@@ -12,6 +12,72 @@ const GC_KINDS: Record<number, string> = {
 }
 const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5]
 const PAGE_SIZE = 4096
+/** Event-loop figures cover the last W to 2W of this, whoever reads them and however often. */
+export const EVENT_LOOP_WINDOW_MS = 30_000
+/** monitorEventLoopDelay's sampling interval: each sample is this interval plus the delay. */
+const EVENT_LOOP_RESOLUTION_MS = 20
+
+type DelaySummary = Record<'min' | 'max' | 'mean' | 'stddev' | 'p50' | 'p90' | 'p99', number>
+
+/**
+ * Event-loop delay and utilisation over a fixed window, the same for every reader (two
+ * Prometheus servers, the internal listener, cluster rounds, an OTLP push): two staggered
+ * delay histograms and utilisation marks, the older one restarted every `windowMs` by an
+ * unref'd timer, so a read always covers between one and two windows. No read resets anything.
+ */
+class EventLoopWindows {
+  private readonly histograms: [ELDHistogram, ELDHistogram]
+  private readonly marks: [EventLoopUtilization, EventLoopUtilization]
+  private readonly timer: NodeJS.Timeout
+  /** The histogram and mark restarted last; the other one is older and is the one read. */
+  private newest: 0 | 1 = 0
+
+  private get oldest (): 0 | 1 {
+    return this.newest === 0 ? 1 : 0
+  }
+
+  constructor (windowMs: number) {
+    this.histograms = [monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS }), monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS })]
+    for (const h of this.histograms) h.enable()
+    const now = performance.eventLoopUtilization()
+    this.marks = [now, now]
+    this.timer = setInterval(() => this.rotate(), windowMs)
+    this.timer.unref()
+  }
+
+  private rotate (): void {
+    const older = this.oldest
+    this.histograms[older].reset()
+    this.marks[older] = performance.eventLoopUtilization()
+    this.newest = older
+  }
+
+  /** The delay beyond the sampling interval, in seconds; undefined before the first sample. */
+  delay (): DelaySummary | undefined {
+    const h = this.histograms[this.oldest]
+    if (h.count === 0) return undefined
+    const resolutionNs = EVENT_LOOP_RESOLUTION_MS * 1e6
+    const seconds = (ns: number) => Math.max(0, ns - resolutionNs) / 1e9
+    return {
+      min: seconds(h.min),
+      max: seconds(h.max),
+      mean: seconds(h.mean),
+      stddev: h.stddev / 1e9,
+      p50: seconds(h.percentile(50)),
+      p90: seconds(h.percentile(90)),
+      p99: seconds(h.percentile(99))
+    }
+  }
+
+  utilization (): number {
+    return performance.eventLoopUtilization(performance.eventLoopUtilization(), this.marks[this.oldest]).utilization
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    for (const h of this.histograms) h.disable()
+  }
+}
 
 function openFds (): number | undefined {
   try {
@@ -45,7 +111,7 @@ function virtualMemory (): number | undefined {
  * OpenTelemetry observable instruments: read only when scraped, except GC pauses and
  * event-loop delay, which the runtime reports as they happen.
  */
-export function startRuntimeMetrics (meter: Meter): () => void {
+export function startRuntimeMetrics (meter: Meter, options: { windowMs?: number } = {}): () => void {
   const startSeconds = Math.round(performance.timeOrigin) / 1000
   const maxOpenFiles = maxFds()
   const [major, minor, patch] = process.versions.node.split('.')
@@ -71,21 +137,22 @@ export function startRuntimeMetrics (meter: Meter): () => void {
     if (maxOpenFiles !== undefined) result.observe(maxOpenFiles)
   })
 
-  const delay = monitorEventLoopDelay({ resolution: 20 })
-  delay.enable()
-  gauge(RUNTIME.eventLoopDelay).addCallback((result) => {
-    if (delay.count > 0) {
-      for (const q of [0.5, 0.9, 0.99]) result.observe(delay.percentile(q * 100) / 1e9, { quantile: String(q) })
-      result.observe(delay.max / 1e9, { quantile: '1' })
-    }
-    delay.reset()
-  })
-  let lastUtilization: EventLoopUtilization = performance.eventLoopUtilization()
-  gauge(RUNTIME.eventLoopUtilization).addCallback((result) => {
-    const now = performance.eventLoopUtilization()
-    result.observe(performance.eventLoopUtilization(now, lastUtilization).utilization)
-    lastUtilization = now
-  })
+  const loop = new EventLoopWindows(options.windowMs ?? EVENT_LOOP_WINDOW_MS)
+  const lag = {
+    min: gauge(RUNTIME.eventLoopLagMin),
+    max: gauge(RUNTIME.eventLoopLagMax),
+    mean: gauge(RUNTIME.eventLoopLagMean),
+    stddev: gauge(RUNTIME.eventLoopLagStddev),
+    p50: gauge(RUNTIME.eventLoopLagP50),
+    p90: gauge(RUNTIME.eventLoopLagP90),
+    p99: gauge(RUNTIME.eventLoopLagP99)
+  }
+  meter.addBatchObservableCallback((result) => {
+    const delay = loop.delay()
+    if (delay === undefined) return
+    for (const key of Object.keys(lag) as Array<keyof typeof lag>) result.observe(lag[key], delay[key])
+  }, Object.values(lag))
+  gauge(RUNTIME.eventLoopUtilization).addCallback((result) => result.observe(loop.utilization()))
   const memory = meter.createObservableGauge(RUNTIME.heapUsed.name, { description: RUNTIME.heapUsed.help })
   const heapTotal = meter.createObservableGauge(RUNTIME.heapTotal.name, { description: RUNTIME.heapTotal.help })
   const external = meter.createObservableGauge(RUNTIME.externalMemory.name, { description: RUNTIME.externalMemory.help })
@@ -112,7 +179,7 @@ export function startRuntimeMetrics (meter: Meter): () => void {
   observer.observe({ entryTypes: ['gc'] })
 
   return function stopRuntimeMetrics () {
-    delay.disable()
+    loop.stop()
     observer.disconnect()
   }
 }

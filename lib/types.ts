@@ -50,6 +50,14 @@ export interface UpstreamMetricsOptions {
    */
   http?: HttpOptions
   /**
+   * Longest time (ms) an observable callback of your own meter may take during a scrape. A callback
+   * that fails, times out or has not settled since the previous scrape leaves its own series out of
+   * that scrape (logged once per minute); everything else is served. Keep it below Prometheus's
+   * `scrape_timeout` (10 s by default) and, under `cluster`, below the primary's `timeoutMs`.
+   * @default 3000
+   */
+  collectTimeoutMs?: number
+  /**
    * Protects the scrape route. Unset: no authentication.
    * @default undefined
    */
@@ -284,7 +292,10 @@ export interface RouteMetricsConfig {
 
 /** What the plugin decorates the Fastify instance with, as `fastify.upstreamMetrics`. */
 export interface UpstreamMetrics {
-  /** Meter for the app's own metrics: they appear on the same `/metrics`. */
+  /**
+   * Meter for the app's own metrics: they appear on the same `/metrics`, named as OpenTelemetry's
+   * OTLP → Prometheus translation names them, each instrument capped at `cardinalityLimit` series.
+   */
   readonly meter: Meter
   /** Serves the scrape; mount it yourself when `path` is `false`. */
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>

@@ -1,10 +1,8 @@
 // End to end: the demo against the real PostgreSQL, a real Prometheus with the repository's own
 // configuration (only intervals and targets overridden), traffic from the generator, then every
 // panel query of the shipped dashboard and every alert expression through Prometheus' HTTP API.
-import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import t from 'tap'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -12,6 +10,8 @@ import IORedis from 'ioredis'
 import { parse, stringify } from 'yaml'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
+import { freePort } from './helpers/net'
+import { promQuery, ROOT, startProcess as start, waitFor } from './helpers/prometheus'
 
 /**
  * [merge] Panels and alerts whose metrics come from parts not on this branch yet (PostgreSQL,
@@ -27,7 +27,6 @@ const PENDING_UNTIL_MERGED: { panels: Record<string, string>, alerts: Record<str
 /** Alerts whose input series exist only when something is wrong: a healthy run must show them empty. */
 const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
 
-const ROOT = resolve(__dirname, '..')
 const PROMETHEUS_CONFIG = join(ROOT, 'monitoring/prometheus/prometheus.yml')
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 /** The worker part's Redis database; the run's queues live under their own BullMQ prefix in it. */
@@ -39,52 +38,6 @@ const SETTLE_DEADLINE_MS = 60_000
 interface Target { expr: string, refId: string }
 interface Panel { type: string, title: string, targets?: Target[] }
 interface Rule { alert?: string, expr: string }
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** Starts a process, keeps the tail of its output for failure messages, and stops it at teardown. */
-function start (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess, output: () => string } {
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  const keep = (chunk: Buffer): void => { output = (output + chunk.toString()).slice(-4000) }
-  child.stdout!.on('data', keep)
-  child.stderr!.on('data', keep)
-  child.on('error', (err) => { output += `\n${name} failed to start: ${err.message}` })
-  t.teardown(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
-    if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]) === false) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-  return { child, output: () => output }
-}
-
-/** Polls until `check` returns true; bounded in time, never an assertion on speed. */
-async function waitFor (what: string, deadlineMs: number, check: () => Promise<boolean>, details: () => string): Promise<void> {
-  const deadline = Date.now() + deadlineMs
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return
-    await sleep(250)
-  }
-  throw new Error(`timed out waiting for ${what}\n${details()}`)
-}
-
-async function promQuery (base: string, expr: string): Promise<{ status: string, error?: string, data?: { result: Array<{ value: [number, string] }> } }> {
-  const response = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(10_000) })
-  return await response.json() as never
-}
 
 const expand = (expr: string): string => Object.entries(GRAFANA_VARIABLES).reduce((e, [name, value]) => e.split(name).join(value), expr)
 /** The part of an alert expression before its threshold: what must exist for the alert to mean anything. */

@@ -107,7 +107,7 @@ export const ROWS: RowSpec[] = [
           { expr: `sum by (instance) (${m(RUNTIME.heapUsed)})`, legend: 'heap {{instance}}' }
         ]
       },
-      { title: 'Event-loop delay (p99)', description: '99th percentile event-loop delay between scrapes, per instance: high values mean blocked handlers.', kind: 'timeseries', unit: 's', width: 8, targets: [{ expr: `max by (instance) (${m(RUNTIME.eventLoopDelay)}{quantile="0.99"})`, legend: '{{instance}}' }] }
+      { title: 'Event-loop delay (p99)', description: '99th percentile of the event-loop delay over the last 30 to 60 s, per instance (the sampling interval not included): high values mean blocked handlers.', kind: 'timeseries', unit: 's', width: 8, targets: [{ expr: `max by (instance) (${m(RUNTIME.eventLoopLagP99)})`, legend: '{{instance}}' }] }
     ]
   },
   {

@@ -9,6 +9,16 @@ export interface Exposition {
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g
+const LABEL_LIST = /^[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*$/
+
+/** Label names must be valid and unique, as Prometheus requires to accept a scrape. */
+function checkLabels (line: string, raw: string | undefined): void {
+  if (raw === undefined) return
+  if (!LABEL_LIST.test(raw)) throw new Error(`invalid label list in line: ${line}`)
+  const names = [...raw.matchAll(LABEL)].map((m) => m[1]!)
+  if (new Set(names).size !== names.length) throw new Error(`duplicate label names in line: ${line}`)
+  if (names.some((n) => n.startsWith('__'))) throw new Error(`reserved label name in line: ${line}`)
+}
 
 export function parseLabels (raw: string | undefined): Record<string, string> {
   const labels: Record<string, string> = {}
@@ -40,6 +50,7 @@ export function parse (text: string): Exposition {
     if (line.startsWith('#')) continue
     const m = SAMPLE.exec(line)
     if (m === null) throw new Error(`unparseable exposition line: ${JSON.stringify(line)}`)
+    checkLabels(line, m[3])
     const value = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4])
     if (Number.isNaN(value) && m[4] !== 'NaN') throw new Error(`bad value in line: ${line}`)
     const k = key(m[1]!, parseLabels(m[3]))

@@ -1,5 +1,5 @@
-/** A real `prometheus` on 127.0.0.1 with a temp dir, and the child-process plumbing the end-to-end tests share. */
-import { spawn, type ChildProcess } from 'node:child_process'
+/** Real Prometheus tooling for tests: a `prometheus` on 127.0.0.1 with a temp dir, promtool, and the child-process plumbing the end-to-end tests share. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -48,6 +48,21 @@ export async function waitFor (what: string, deadlineMs: number, check: () => Pr
     await sleep(100)
   }
   throw new Error(`timed out waiting for ${what}\n${details()}`)
+}
+
+export interface QueryAnswer { status: string, error?: string, data?: { result: Sample[] } }
+
+/** An instant query that reports errors in its answer instead of throwing (for checking that PromQL is valid). */
+export async function promQuery (base: string, expr: string): Promise<QueryAnswer> {
+  const response = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(10_000) })
+  return await response.json() as QueryAnswer
+}
+
+/** `promtool check metrics` on an exposition: its whole output (empty when it has nothing to say) and exit status. */
+export function promtoolCheckMetrics (text: string): { status: number | null, output: string } {
+  const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 60_000 })
+  if (result.error !== undefined) throw new Error(`promtool is needed (apt-get install -y --no-install-recommends prometheus): ${result.error.message}`)
+  return { status: result.status, output: `${result.stdout}${result.stderr}` }
 }
 
 export interface Sample { metric: Record<string, string>, value: [number, string] }

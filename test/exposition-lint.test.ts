@@ -1,0 +1,62 @@
+// /metrics is valid for promtool and for a real Prometheus whatever the app records on its own
+// meter, and the demo's default scrape (real PostgreSQL, migration gauges) passes promtool silently.
+import t from 'tap'
+import Fastify from 'fastify'
+import upstreamMetrics from '../lib/index'
+// @ts-expect-error the traffic generator is plain JavaScript
+import { generateTraffic } from '../example/traffic.mjs'
+import { freePort } from './helpers/net'
+import { parse } from './helpers/metrics'
+import { promtoolCheckMetrics, startPrometheus, startProcess, waitFor } from './helpers/prometheus'
+
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+
+t.test('bad names on the app meter: promtool prints nothing and a real Prometheus keeps the target up', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(upstreamMetrics)
+  app.get('/claims', async () => 'ok')
+  const meter = app.upstreamMetrics.meter
+  meter.createCounter('shop.requests').add(1, { 'http.method': 'GET', http_method: 'POST' })
+  meter.createCounter('shop.events').add(1, { '1st': 'a', __name__: 'x', quantile: '0.5', le: '1' })
+  meter.createHistogram('shop.latency', { unit: 's' }).record(0.3, { le: 'fast' })
+  meter.createCounter('django_http_ajax_requests').add(3)
+  meter.createCounter('django_db_query').add(3)
+  meter.createHistogram('django_http_requests_latency_seconds_by_view_method').record(1, { view: '/claims', method: 'GET' })
+  meter.createGauge('django_http_requests_body_total_bytes_sum').record(5)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const target = `127.0.0.1:${(app.server.address() as { port: number }).port}`
+  for (let i = 0; i < 3; i++) await fetch(`http://${target}/claims`)
+
+  const text = await (await fetch(`http://${target}/metrics`)).text()
+  t.doesNotThrow(() => parse(text), 'every label name valid and unique')
+  const lint = promtoolCheckMetrics(text)
+  t.equal(lint.output, '', 'promtool check metrics prints nothing')
+  t.equal(lint.status, 0)
+
+  const prometheus = await startPrometheus(t, {
+    global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
+    scrape_configs: [{ job_name: 'app', static_configs: [{ targets: [target] }] }]
+  })
+  const has = async (expr: string) => (await prometheus.query(expr)).length > 0
+  await waitFor('a scrape with the django series', 30_000, async () => await has('django_http_requests_total_by_view_transport_method_total{view="/claims"}'), prometheus.output)
+  t.equal((await prometheus.query('up'))[0]?.value[1], '1', 'up == 1')
+  t.ok(await has('shop_requests_total{http_method="GET;POST"}'), "the app's series with joined label values")
+  t.ok(await has('shop_latency_seconds_bucket{key_le="fast"}'), 'the renamed le')
+})
+
+t.test("promtool check metrics on the demo's default scrape (real PostgreSQL, migration gauges) prints nothing", async (t) => {
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const demo = startProcess(t, 'demo', process.execPath, ['example/server.mjs'], {
+    ...process.env, HOST: '127.0.0.1', PORT: String(port), DATABASE_URL, REDIS_URL: '', LOG_LEVEL: 'warn'
+  })
+  await waitFor('the demo to answer /healthz', 30_000, async () => (await fetch(`${base}/healthz`)).ok, demo.output)
+  await generateTraffic({ baseUrl: base, durationMs: 10_000, maxRequests: 60, concurrency: 2 })
+  const text = await (await fetch(`${base}/metrics`)).text()
+  t.match(text, /^django_migrations_applied_total\{connection="default"\} \d/m, 'the migration gauges are exported')
+  t.match(text, /^# TYPE django_migrations_applied_total untyped$/m)
+  const lint = promtoolCheckMetrics(text)
+  t.equal(lint.output, '', 'promtool prints nothing')
+  t.equal(lint.status, 0, 'and exits 0')
+})

@@ -1,0 +1,76 @@
+// Runtime metrics: the event-loop delay without the sampling interval, as gauges promtool accepts,
+// over a window that does not shrink however many readers scrape.
+import { spawnSync } from 'node:child_process'
+import t from 'tap'
+import Fastify from 'fastify'
+import upstreamMetrics from '../lib/index'
+import { Telemetry } from '../lib/provider'
+import { startRuntimeMetrics } from '../lib/runtime'
+import { Store } from '../lib/store'
+import { parse } from './helpers/metrics'
+import { get } from './helpers/net'
+
+const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
+
+function block (ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) { /* a handler that blocks the loop */ }
+}
+
+t.test('an idle app reports its real event-loop delay, not the 20 ms sampling interval, in gauges promtool accepts', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics)
+  t.teardown(() => app.close())
+  await sleep(500)
+  const text = (await app.inject('/metrics')).body
+  const m = parse(text)
+  for (const stat of ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99']) {
+    t.equal(m.type.get(`nodejs_eventloop_lag_${stat}_seconds`), 'gauge', `nodejs_eventloop_lag_${stat}_seconds`)
+  }
+  const p50 = m.samples.get('nodejs_eventloop_lag_p50_seconds')!
+  t.ok(p50 >= 0 && p50 < 0.02, `idle p50 ${p50} s is below the sampling interval`)
+  t.comment(`idle: p50 ${p50} s, p99 ${m.samples.get('nodejs_eventloop_lag_p99_seconds')} s`)
+  const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 })
+  if (lint.error !== undefined) throw new Error(`promtool is needed (apt-get install -y --no-install-recommends prometheus): ${lint.error.message}`)
+  t.equal(`${lint.stdout}${lint.stderr}`, '', 'promtool check metrics prints nothing')
+  t.equal(lint.status, 0)
+})
+
+t.test('every reader sees the same event-loop window: a stall shows in every scrape, whoever scraped before', async (t) => {
+  const app = Fastify()
+  await app.register(upstreamMetrics, { listener: { port: 0 } })
+  t.teardown(() => app.close())
+  await sleep(100)
+  block(200)
+  await sleep(60)
+  // Three readers, idle time between them: each read must still cover the stall.
+  const readers = [
+    async () => (await app.inject('/metrics')).body,
+    async () => (await get(`http://127.0.0.1:${app.upstreamMetrics.listenerAddress!.port}/metrics`)).body,
+    async () => await app.upstreamMetrics.metrics()
+  ]
+  const reads = []
+  for (const read of readers) {
+    reads.push(parse(await read()))
+    await sleep(100)
+  }
+  for (const [i, m] of reads.entries()) {
+    t.ok(m.samples.get('nodejs_eventloop_lag_max_seconds')! >= 0.15, `read ${i}: the 200 ms stall is in the max (${m.samples.get('nodejs_eventloop_lag_max_seconds')})`)
+    t.ok(m.samples.get('nodejs_eventloop_utilization_ratio')! >= 0.3, `read ${i}: and in the utilisation (${m.samples.get('nodejs_eventloop_utilization_ratio')})`)
+  }
+})
+
+t.test('the window rotates on its own timer: a stall leaves the figures after two windows', async (t) => {
+  const store = new Store('', 100)
+  const telemetry = new Telemetry(store, 100)
+  const stop = startRuntimeMetrics(telemetry.runtimeMeter, { windowMs: 300 })
+  t.teardown(async () => { stop(); await telemetry.shutdown() })
+  const maxLag = async () => parse(telemetry.serialize(await telemetry.collect())).samples.get('nodejs_eventloop_lag_max_seconds')!
+  await sleep(50)
+  block(200)
+  await sleep(50)
+  t.ok(await maxLag() >= 0.15, 'the stall is in the current window')
+  t.ok(await maxLag() >= 0.15, 'a second read does not reset it')
+  await sleep(700)
+  t.ok(await maxLag() < 0.15, 'two windows later it is gone')
+})
