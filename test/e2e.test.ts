@@ -1,6 +1,8 @@
-// End to end: the demo against the real PostgreSQL, a real Prometheus with the repository's own
-// configuration (only intervals and targets overridden), traffic from the generator, then every
-// panel query of the shipped dashboard and every alert expression through Prometheus' HTTP API.
+// End to end: the demo started as `npm start` starts it (on the real PostgreSQL, with Redis found on
+// localhost, so it also runs its BullMQ worker and worker metrics), a real Prometheus with the
+// repository's own configuration scraping only the demo (intervals and targets overridden), traffic
+// from the generator, then every panel query of the shipped dashboard and every alert expression
+// through Prometheus' HTTP API.
 import t, { type Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -30,8 +32,10 @@ const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
 const ROOT = resolve(__dirname, '..')
 const PROMETHEUS_CONFIG = join(ROOT, 'monitoring/prometheus/prometheus.yml')
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-/** The worker part's Redis database; the run's queues live under their own BullMQ prefix in it. */
-const WORKER_REDIS_URL = 'redis://127.0.0.1:6379/6'
+/** The Redis the demo finds on localhost when REDIS_URL is unset; the run's queue lives under its own BullMQ prefix. */
+const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379/0'
+/** What `npm start` runs after building (the build is npm test's first step). */
+const START_COMMAND = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!
 /** Grafana's variables as Grafana would expand them for a 1s scrape interval. */
 const GRAFANA_VARIABLES: Record<string, string> = { $__rate_interval: '30s', $__interval: '5s', $__range: '5m' }
 const SETTLE_DEADLINE_MS = 60_000
@@ -51,24 +55,33 @@ function freePort (): Promise<number> {
   })
 }
 
-/** Starts a process, keeps the tail of its output for failure messages, and stops it at teardown. */
-function start (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess, output: () => string } {
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  const keep = (chunk: Buffer): void => { output = (output + chunk.toString()).slice(-4000) }
+/**
+ * Starts a process in its own process group (a shell command's children included), keeps the tail
+ * of its output for failure messages, and stops the group at teardown (`stop()` does it earlier).
+ */
+function start (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess, output: () => string, stop: () => Promise<void> } {
+  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  let head = ''
+  let tail = ''
+  const keep = (chunk: Buffer): void => {
+    if (head.length < 4000) head += chunk.toString()
+    else tail = (tail + chunk.toString()).slice(-4000)
+  }
   child.stdout!.on('data', keep)
   child.stderr!.on('data', keep)
-  child.on('error', (err) => { output += `\n${name} failed to start: ${err.message}` })
-  t.teardown(async () => {
+  child.on('error', (err) => { tail += `\n${name} failed to start: ${err.message}` })
+  const output = (): string => tail === '' ? head : `${head}\n…\n${tail}`
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGTERM')
+    process.kill(-child.pid!, 'SIGTERM')
     if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]) === false) {
-      child.kill('SIGKILL')
+      process.kill(-child.pid!, 'SIGKILL')
       await exited
     }
-  })
-  return { child, output: () => output }
+  }
+  t.teardown(stop)
+  return { child, output, stop }
 }
 
 /** Polls until `check` returns true; bounded in time, never an assertion on speed. */
@@ -99,35 +112,25 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   for (const title of Object.keys(PENDING_UNTIL_MERGED.panels)) t.ok(panels.some((p) => p.title === title), `pending panel "${title}" exists`)
   for (const name of [...Object.keys(PENDING_UNTIL_MERGED.alerts), ...EMPTY_WHEN_HEALTHY]) t.ok(rules.some((r) => r.alert === name), `alert ${name} exists`)
 
-  const [appPort, promPort, exporterPort] = [await freePort(), await freePort(), await freePort()]
+  const [appPort, promPort] = [await freePort(), await freePort()]
   const app = `http://127.0.0.1:${appPort}`
   const prom = `http://127.0.0.1:${promPort}`
-  const demo = start(t, 'demo', process.execPath, ['example/server.mjs'], {
-    ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'warn'
-  })
-  await waitFor('the demo to answer /healthz', 30_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
-
-  // The demo's BullMQ worker (producing jobs too) and the worker exporter, as compose runs them.
+  // `npm start` on a machine with Redis on localhost: REDIS_URL unset, the demo finds it. The run's
+  // queue lives under its own BullMQ prefix, removed afterwards.
   const bullPrefix = `um-e2e-${process.pid}`
-  const exporter = start(t, 'worker exporter', process.execPath, [
-    'dist/bin/worker.js', '--broker', WORKER_REDIS_URL, '--prefix', bullPrefix, '--addr', `127.0.0.1:${exporterPort}`, '--discover-interval', '1'
-  ], process.env)
-  const demoWorker = start(t, 'demo worker', process.execPath, ['example/worker.mjs'], {
-    ...process.env, REDIS_URL: WORKER_REDIS_URL, BULL_PREFIX: bullPrefix, DEMO_JOBS_PER_SECOND: '10'
-  })
+  const env: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'info', BULL_PREFIX: bullPrefix }
+  delete env.REDIS_URL
+  delete env.DEMO_WORKER
+  const demo = start(t, 'demo', 'sh', ['-c', START_COMMAND], env)
   t.teardown(async () => {
-    // Stopped first, so that it adds no keys after the cleanup.
-    if (demoWorker.child.exitCode === null && demoWorker.child.signalCode === null) {
-      const exited = new Promise((resolve) => demoWorker.child.once('exit', resolve))
-      demoWorker.child.kill('SIGTERM')
-      await Promise.race([exited, sleep(5000)])
-    }
-    const redis = new IORedis(WORKER_REDIS_URL)
+    await demo.stop() // first, so that it adds no keys after the cleanup
+    const redis = new IORedis(LOCAL_REDIS_URL)
     const keys = await redis.keys(`${bullPrefix}:*`)
     if (keys.length > 0) await redis.del(...keys)
     redis.disconnect()
   })
-  await waitFor('the worker exporter to answer', 30_000, async () => (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).ok, exporter.output)
+  await waitFor('the demo to answer /healthz', 60_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
+  t.match(demo.output(), /Redis at redis:\/\/127\.0\.0\.1:6379\/0 \(found on localhost[^"]*\): cache on Redis; BullMQ worker and job producer/, 'the demo found Redis on localhost and says what it runs')
 
   // The repository's configuration; only intervals and targets change (rule paths made absolute).
   const dir = mkdtempSync(join(tmpdir(), 'um-e2e-prometheus-'))
@@ -136,10 +139,13 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   config.global.scrape_interval = '1s'
   config.global.evaluation_interval = '1s'
   config.rule_files = (config.rule_files as string[]).map((p) => resolve(dirname(PROMETHEUS_CONFIG), p))
+  // Only the demo (and Prometheus itself): the demo serves the worker series too, so the compose-only
+  // `worker` job (the separate exporter) is left out.
+  config.scrape_configs = (config.scrape_configs as Array<Record<string, unknown>>).filter((job) => job.job_name !== 'worker')
+  t.same(config.scrape_configs.map((job: { job_name: string }) => job.job_name).sort(), ['prometheus', 'upstream'], 'jobs scraped: the demo and Prometheus')
   for (const job of config.scrape_configs as Array<Record<string, unknown>>) {
     delete job.dns_sd_configs
-    const port = job.job_name === 'upstream' ? appPort : job.job_name === 'worker' ? exporterPort : promPort
-    job.static_configs = [{ targets: [`127.0.0.1:${port}`] }]
+    job.static_configs = [{ targets: [`127.0.0.1:${job.job_name === 'upstream' ? appPort : promPort}`] }]
   }
   writeFileSync(join(dir, 'prometheus.yml'), stringify(config))
   const prometheus = start(t, 'prometheus', 'prometheus', [
@@ -156,13 +162,17 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   const returnsData = async (expr: string): Promise<boolean> => ((await promQuery(prom, expr)).data?.result.length ?? 0) > 0
   // Traffic keeps flowing while the answers are checked, so no rate window runs dry in between.
   t.teardown(() => stopTraffic.abort())
-  await waitFor('every required panel query to return data', SETTLE_DEADLINE_MS, async () => {
-    for (const q of required) if (!await returnsData(q.expr)) return false
+  // Alert signals need a few finished tasks too (WorkerTaskFailureRatioHigh: at least 10).
+  const signals = rules.filter((r) => !EMPTY_WHEN_HEALTHY.includes(r.alert!) && !(r.alert! in PENDING_UNTIL_MERGED.alerts)).map((r) => signalOf(r.expr))
+  await waitFor('every required panel query and alert signal to return data', SETTLE_DEADLINE_MS, async () => {
+    for (const expr of [...required.map((q) => q.expr), ...signals]) if (!await returnsData(expr)) return false
     return true
   }, () => '').catch(() => {})
 
+  const panelsWithData = new Set<string>()
   for (const { panel, target, expr } of queries) {
     const answer = await promQuery(prom, expr)
+    if ((answer.data?.result.length ?? 0) > 0) panelsWithData.add(panel.title)
     const label = `panel "${panel.title}" query ${target.refId}`
     t.equal(answer.status, 'success', `${label} is valid PromQL ${answer.error ?? ''}`)
     const hasData = (answer.data?.result.length ?? 0) > 0
@@ -170,6 +180,7 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
     if (pending === undefined) t.ok(hasData, `${label} returns data: ${expr}`)
     else t.notOk(hasData, `${label} waits for the ${pending} part (returns data now: remove it from PENDING_UNTIL_MERGED)`)
   }
+  t.comment(`panels with data: ${panelsWithData.size} of ${panels.length}`)
 
   // Every rule loaded and evaluated without error.
   await waitFor('every rule to be evaluated', 15_000, async () => {
