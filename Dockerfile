@@ -1,7 +1,7 @@
 # The demo service (example/server.mjs) with the plugin built from lib/.
 FROM node:24-bookworm-slim
 WORKDIR /app
-# The demo's drivers (pg, ioredis, node-pg-migrate, lru-cache) are devDependencies of the plugin.
+# The demo's drivers (pg, ioredis, bullmq, node-pg-migrate, lru-cache) are devDependencies of the plugin.
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./

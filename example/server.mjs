@@ -1,7 +1,12 @@
 // The demo service: a small claims-drift API in the spirit of Upstream, with the plugin
 // registered and /metrics on the same port. `npm start` runs it on :8000.
 //   DATABASE_URL  PostgreSQL to use (else an embedded PostgreSQL, PGlite, in this process)
-//   REDIS_URL     Redis for the cache (else an in-process LRU cache)
+//   REDIS_URL     Redis for the cache and the background jobs (else Redis on 127.0.0.1:6379 if it
+//                 answers; set but empty: no Redis, an in-process LRU cache and no jobs)
+//   DEMO_WORKER   "0": no BullMQ worker, job producer or celery_* series in this process (compose
+//                 runs them as separate services)
+//   BULL_PREFIX   BullMQ key prefix of the demo's queue (default bull)
+//   DEMO_JOBS_PER_SECOND   jobs the in-process producer adds (default 2)
 //   HOST, PORT    listen address (default 0.0.0.0:8000)
 //   DEMO_FAILURE_RATE  share of /api/payers/:id/forecast calls that fail with a 500 (default 0.2)
 import { fileURLToPath } from 'node:url'
@@ -14,6 +19,8 @@ import { runner } from 'node-pg-migrate'
 import upstreamMetrics from '../dist/entry.mjs'
 import { databaseFromEnv } from './embedded-postgres.mjs'
 import { createCache } from './cache.mjs'
+import { findRedis, rateLimited, redactUrl } from './redis.mjs'
+import { DEMO_QUEUE, startDemoWorker } from './worker.mjs'
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url))
 /** node-pg-migrate's bookkeeping table, prefixed like the demo's own tables. */
@@ -43,32 +50,59 @@ const idParams = {
   properties: { id: { type: 'integer', minimum: 1 } }
 }
 
+/** What the demo says at startup about its Redis, so an empty dashboard row is never a mystery. */
+function describeRedis (redis, workerOn) {
+  if (redis === undefined) {
+    return {
+      level: 'warn',
+      message: 'No Redis (REDIS_URL is unset and nothing answers on 127.0.0.1:6379, or REDIS_URL is empty): ' +
+        'the dashboard\'s Workers row stays empty (no BullMQ queue to follow) and the cache is in-process ' +
+        '(backend="locmem"). Start Redis or set REDIS_URL to fill it.'
+    }
+  }
+  const where = `Redis at ${redactUrl(redis.url)}${redis.source === 'localhost' ? ' (found on localhost; REDIS_URL chooses another)' : ''}`
+  return workerOn
+    ? { level: 'info', message: `${where}: cache on Redis; BullMQ worker and job producer on queue "${DEMO_QUEUE}", its celery_* series on /metrics` }
+    : { level: 'info', message: `${where}: cache on Redis; DEMO_WORKER=0, so no background jobs and no celery_* series in this process` }
+}
+
 /**
  * Builds the demo app (not listening). Options default to the environment; the database
  * is always DATABASE_URL or, without it, the embedded one.
  * @returns {Promise<import('fastify').FastifyInstance>}
  */
 export async function buildDemo ({
-  redisUrl = process.env.REDIS_URL,
   failureRate = Number(process.env.DEMO_FAILURE_RATE ?? 0.2),
   logLevel = process.env.LOG_LEVEL ?? 'info',
-  /** Extra plugin options (e.g. `{ cluster: true }` inside cluster workers). */
+  workerOn = process.env.DEMO_WORKER !== '0',
+  bullPrefix = process.env.BULL_PREFIX ?? 'bull',
+  jobsPerSecond = Number(process.env.DEMO_JOBS_PER_SECOND ?? 2),
+  /** Extra plugin options (e.g. `{ cluster: true }` inside cluster workers, which cannot have `worker`). */
   plugin = {}
 } = {}) {
+  const redis = await findRedis()
   const database = await databaseFromEnv()
   const pool = new pg.Pool({ connectionString: database.url, max: database.poolMax })
   await migrate(pool)
 
   const app = Fastify({ logger: { level: logLevel } })
+  const worker = redis !== undefined && workerOn
   await app.register(upstreamMetrics, {
     excludePaths: ['/healthz'],
     // Migration gauges from node-pg-migrate's table, read at startup, after migrate() above has run.
     db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } },
+    // The celery_* series of the demo's queue, collected in this process.
+    ...(worker ? { worker: { broker: redis.url, queues: [DEMO_QUEUE], prefix: bullPrefix } } : {}),
     ...plugin
   })
-  const cache = createCache(redisUrl, app.upstreamMetrics.cache)
+  const { level, message } = describeRedis(redis, worker)
+  app.log[level](message)
+  const logRedisError = rateLimited((line) => app.log.warn(line))
+  const cache = createCache(redis?.url, app.upstreamMetrics.cache, logRedisError)
+  const jobs = worker ? startDemoWorker({ url: redis.url, prefix: bullPrefix, jobsPerSecond, log: logRedisError }) : undefined
 
   app.addHook('onClose', async () => {
+    await jobs?.close()
     await cache.close()
     await pool.end()
     await database.stop()

@@ -1,6 +1,6 @@
 // Bounded traffic for the demo: a realistic mix of 2xx, redirects, validation 4xx, 404s, 5xx,
 // database writes and errors, cache hits and misses.
-//   npm run traffic -- [--url http://127.0.0.1:8000] [--duration 60] [--requests 5000] [--concurrency 4]
+//   npm run traffic -- [--url http://127.0.0.1:8000] [--duration 60] [--requests 5000] [--concurrency 4] (--help)
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 
@@ -75,15 +75,56 @@ export async function generateTraffic ({ baseUrl = 'http://127.0.0.1:8000', dura
   return { requests: sent, byStatus, failures }
 }
 
-async function main () {
-  const { values } = parseArgs({
-    options: {
-      url: { type: 'string', default: process.env.TRAFFIC_URL ?? 'http://127.0.0.1:8000' },
-      duration: { type: 'string', default: '60' },
-      requests: { type: 'string', default: '5000' },
-      concurrency: { type: 'string', default: '4' }
+const USAGE = `Usage: npm run traffic -- [options]
+Sends a bounded, realistic mix of requests to the demo (2xx, redirects, 400s, 404s, 500s,
+database writes and errors, cache hits and misses), then prints what it got back.
+
+  --url URL             the demo (default $TRAFFIC_URL, else http://127.0.0.1:8000)
+  --duration SECONDS    stop after this long (default 60)
+  --requests N          stop after this many requests (default 5000)
+  --concurrency N       requests in flight (default 4)
+  -h, --help            this text`
+
+/** Parses the command line; a bad one prints the usage and exits with status 2. */
+function options (args) {
+  let values
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        url: { type: 'string', default: process.env.TRAFFIC_URL ?? 'http://127.0.0.1:8000' },
+        duration: { type: 'string', default: '60' },
+        requests: { type: 'string', default: '5000' },
+        concurrency: { type: 'string', default: '4' },
+        help: { type: 'boolean', short: 'h', default: false }
+      }
+    }))
+  } catch (err) {
+    console.error(`${err.message}\n\n${USAGE}`)
+    process.exit(2)
+  }
+  if (values.help) {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  for (const name of ['duration', 'requests', 'concurrency']) {
+    const n = Number(values[name])
+    if (!Number.isFinite(n) || n <= 0) {
+      console.error(`--${name} must be a positive number\n\n${USAGE}`)
+      process.exit(2)
     }
-  })
+  }
+  try {
+    new URL(values.url) // eslint-disable-line no-new
+  } catch {
+    console.error(`--url must be a URL such as http://127.0.0.1:8000\n\n${USAGE}`)
+    process.exit(2)
+  }
+  return values
+}
+
+async function main () {
+  const values = options(process.argv.slice(2))
   const controller = new AbortController()
   process.once('SIGINT', () => controller.abort())
   console.log(`traffic: ${values.url} for at most ${values.duration}s / ${values.requests} requests`)
@@ -95,7 +136,10 @@ async function main () {
     signal: controller.signal
   })
   console.log(JSON.stringify(result))
-  if (result.requests > 0 && result.failures === result.requests) process.exitCode = 1
+  if (result.requests > 0 && result.failures === result.requests) {
+    console.error(`no answer from ${values.url}: is the demo running (npm start)?`)
+    process.exitCode = 1
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -1,24 +1,23 @@
 // The demo's background worker: a BullMQ worker on the `default` queue, and (DEMO_JOBS, on by
 // default) a producer adding two jobs a second, some of which fail or retry, so the
 // dashboard's Workers row and the worker alerts have something to show.
+// `npm start` runs it inside the demo service when Redis is reachable; compose runs it alone:
+//   node example/worker.mjs
 //   REDIS_URL     Redis of the queues (default redis://127.0.0.1:6379/0)
 //   BULL_PREFIX   BullMQ key prefix (default bull)
 //   DEMO_JOBS     "0" to only process, not produce
 //   DEMO_JOBS_PER_SECOND   how many jobs the producer adds (default 2)
 //   DEMO_JOB_FAILURE_RATE  share of report jobs whose every attempt fails (default 0.05)
+import { fileURLToPath } from 'node:url'
+import { hostname } from 'node:os'
 import { Queue, Worker } from 'bullmq'
-import IORedis from 'ioredis'
+import { LOCAL_REDIS_URL, rateLimited, redisClient } from './redis.mjs'
 
-const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0'
-const prefix = process.env.BULL_PREFIX ?? 'bull'
-const failureRate = Number(process.env.DEMO_JOB_FAILURE_RATE ?? 0.05)
-const QUEUE = 'default'
+export const DEMO_QUEUE = 'default'
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-// BullMQ's workers need maxRetriesPerRequest: null on their connections.
-const connection = new IORedis(url, { maxRetriesPerRequest: null })
 
-const worker = new Worker(QUEUE, async (job) => {
+async function processJob (job) {
   switch (job.name) {
     case 'send_reminder':
       await sleep(20 + Math.random() * 80)
@@ -32,29 +31,60 @@ const worker = new Worker(QUEUE, async (job) => {
     default:
       throw new Error(`unknown job ${job.name}`)
   }
-}, { connection, prefix, name: process.env.HOSTNAME ?? 'demo', concurrency: 4 })
-worker.on('error', (err) => console.error('worker error:', err.message))
-
-let producer
-let timer
-if (process.env.DEMO_JOBS !== '0') {
-  producer = new Queue(QUEUE, { connection, prefix })
-  const options = { removeOnComplete: 1000, removeOnFail: 1000 }
-  timer = setInterval(() => {
-    const add = Math.random() < 0.7
-      ? producer.add('send_reminder', { batch: 'demo' }, options)
-      : producer.add('generate_report', { failing: Math.random() < failureRate }, { ...options, attempts: 2, backoff: { type: 'fixed', delay: 1000 } })
-    add.catch((err) => console.error('enqueue failed:', err.message))
-  }, 1000 / Math.max(0.1, Number(process.env.DEMO_JOBS_PER_SECOND ?? 2)))
 }
 
-async function stop () {
-  clearInterval(timer)
-  await worker.close()
-  await producer?.close()
-  connection.disconnect()
-  process.exit(0)
+/**
+ * Starts the worker (and the producer unless `produce` is false).
+ * `log` gets the connection errors: give it a `rateLimited` one.
+ * @param {{ url: string, prefix?: string, produce?: boolean, jobsPerSecond?: number, failureRate?: number, log: (message: string) => void }} options
+ * @returns {{ close: () => Promise<void>, producing: boolean }}
+ */
+export function startDemoWorker ({ url, prefix = 'bull', produce = true, jobsPerSecond = 2, failureRate = 0.05, log }) {
+  // BullMQ's workers need maxRetriesPerRequest: null on their connections.
+  const connection = redisClient(url, { maxRetriesPerRequest: null }, log)
+  const worker = new Worker(DEMO_QUEUE, processJob, { connection, prefix, name: process.env.HOSTNAME ?? hostname(), concurrency: 4 })
+  worker.on('error', (err) => log(`demo worker: ${err.message}`))
+
+  let producer
+  let timer
+  if (produce) {
+    producer = new Queue(DEMO_QUEUE, { connection, prefix })
+    producer.on('error', () => {}) // the shared connection's errors are logged above
+    const options = { removeOnComplete: 1000, removeOnFail: 1000 }
+    timer = setInterval(() => {
+      const add = Math.random() < 0.7
+        ? producer.add('send_reminder', { batch: 'demo' }, options)
+        : producer.add('generate_report', { failing: Math.random() < failureRate }, { ...options, attempts: 2, backoff: { type: 'fixed', delay: 1000 } })
+      add.catch(() => {}) // Redis away: the connection's error is logged, the job is just not added
+    }, 1000 / Math.max(0.1, jobsPerSecond))
+  }
+
+  return {
+    producing: producer !== undefined,
+    async close () {
+      clearInterval(timer)
+      // Waits for the running jobs, unless Redis is away (a graceful close would wait for it forever).
+      await worker.close(connection.status !== 'ready')
+      await producer?.close()
+      connection.disconnect()
+    }
+  }
 }
-process.once('SIGTERM', stop)
-process.once('SIGINT', stop)
-console.log(`demo worker on queue "${QUEUE}" (prefix ${prefix})${producer === undefined ? '' : ', producing demo jobs'}`)
+
+async function main () {
+  const prefix = process.env.BULL_PREFIX ?? 'bull'
+  const demo = startDemoWorker({
+    url: process.env.REDIS_URL || LOCAL_REDIS_URL,
+    prefix,
+    produce: process.env.DEMO_JOBS !== '0',
+    jobsPerSecond: Number(process.env.DEMO_JOBS_PER_SECOND ?? 2),
+    failureRate: Number(process.env.DEMO_JOB_FAILURE_RATE ?? 0.05),
+    log: rateLimited((message) => console.error(message))
+  })
+  for (const signal of ['SIGTERM', 'SIGINT']) {
+    process.once(signal, () => demo.close().then(() => process.exit(0), () => process.exit(1)))
+  }
+  console.log(`demo worker on queue "${DEMO_QUEUE}" (prefix ${prefix})${demo.producing ? ', producing demo jobs' : ''}`)
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) main()

@@ -14,9 +14,11 @@ async function startCluster (t: Test, env: Record<string, string>): Promise<Clus
   const port = await freePort()
   const exits: number[] = []
   let ready = false
-  const started = startProcess(t, 'cluster', process.execPath, ['test/fixtures/cluster.mjs'], { ...process.env, PORT: String(port), WORKERS: '3', ...env }, (line) => {
-    if (line === 'ready') ready = true
-    else if (line.startsWith('exit ')) exits.push(Number(line.slice(5)))
+  const started = startProcess(t, 'cluster', process.execPath, ['test/fixtures/cluster.mjs'], { ...process.env, PORT: String(port), WORKERS: '3', ...env }, {
+    onLine: (line) => {
+      if (line === 'ready') ready = true
+      else if (line.startsWith('exit ')) exits.push(Number(line.slice(5)))
+    }
   })
   await waitFor('the cluster to listen', 30_000, async () => {
     if (started.child.exitCode !== null) throw new Error('the cluster fixture exited')

@@ -1,17 +1,17 @@
-// End to end: the demo against the real PostgreSQL, a real Prometheus with the repository's own
-// configuration (only intervals and targets overridden), traffic from the generator, then every
-// panel query of the shipped dashboard and every alert expression through Prometheus' HTTP API.
+// End to end: the demo started as `npm start` starts it (on the real PostgreSQL, with Redis found on
+// localhost, so it also runs its BullMQ worker and worker metrics), a real Prometheus with the
+// repository's own configuration scraping only the demo (intervals and targets overridden), traffic
+// from the generator, then every panel query of the shipped dashboard and every alert expression
+// through Prometheus' HTTP API.
 import t from 'tap'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import IORedis from 'ioredis'
-import { parse, stringify } from 'yaml'
+import { parse } from 'yaml'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
 import { freePort } from './helpers/net'
-import { promQuery, ROOT, startProcess as start, waitFor } from './helpers/prometheus'
+import { promQuery, ROOT, startProcess, startPrometheus, waitFor } from './helpers/prometheus'
 
 /**
  * [merge] Panels and alerts whose metrics come from parts not on this branch yet (PostgreSQL,
@@ -29,8 +29,10 @@ const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
 
 const PROMETHEUS_CONFIG = join(ROOT, 'monitoring/prometheus/prometheus.yml')
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-/** The worker part's Redis database; the run's queues live under their own BullMQ prefix in it. */
-const WORKER_REDIS_URL = 'redis://127.0.0.1:6379/6'
+/** The Redis the demo finds on localhost when REDIS_URL is unset; the run's queue lives under its own BullMQ prefix. */
+const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379/0'
+/** What `npm start` runs after building (the build is npm test's first step). */
+const START_COMMAND = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!
 /** Grafana's variables as Grafana would expand them for a 1s scrape interval. */
 const GRAFANA_VARIABLES: Record<string, string> = { $__rate_interval: '30s', $__interval: '5s', $__range: '5m' }
 const SETTLE_DEADLINE_MS = 60_000
@@ -52,54 +54,39 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   for (const title of Object.keys(PENDING_UNTIL_MERGED.panels)) t.ok(panels.some((p) => p.title === title), `pending panel "${title}" exists`)
   for (const name of [...Object.keys(PENDING_UNTIL_MERGED.alerts), ...EMPTY_WHEN_HEALTHY]) t.ok(rules.some((r) => r.alert === name), `alert ${name} exists`)
 
-  const [appPort, promPort, exporterPort] = [await freePort(), await freePort(), await freePort()]
+  const appPort = await freePort()
   const app = `http://127.0.0.1:${appPort}`
-  const prom = `http://127.0.0.1:${promPort}`
-  const demo = start(t, 'demo', process.execPath, ['example/server.mjs'], {
-    ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'warn'
-  })
-  await waitFor('the demo to answer /healthz', 30_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
-
-  // The demo's BullMQ worker (producing jobs too) and the worker exporter, as compose runs them.
+  // `npm start` on a machine with Redis on localhost: REDIS_URL unset, the demo finds it. The run's
+  // queue lives under its own BullMQ prefix, removed afterwards.
   const bullPrefix = `um-e2e-${process.pid}`
-  const exporter = start(t, 'worker exporter', process.execPath, [
-    'dist/bin/worker.js', '--broker', WORKER_REDIS_URL, '--prefix', bullPrefix, '--addr', `127.0.0.1:${exporterPort}`, '--discover-interval', '1'
-  ], process.env)
-  const demoWorker = start(t, 'demo worker', process.execPath, ['example/worker.mjs'], {
-    ...process.env, REDIS_URL: WORKER_REDIS_URL, BULL_PREFIX: bullPrefix, DEMO_JOBS_PER_SECOND: '10'
-  })
+  const env: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'info', BULL_PREFIX: bullPrefix }
+  delete env.REDIS_URL
+  delete env.DEMO_WORKER
+  const demo = startProcess(t, 'demo', 'sh', ['-c', START_COMMAND], env, { group: true })
   t.teardown(async () => {
-    // Stopped first, so that it adds no keys after the cleanup.
-    if (demoWorker.child.exitCode === null && demoWorker.child.signalCode === null) {
-      const exited = new Promise((resolve) => demoWorker.child.once('exit', resolve))
-      demoWorker.child.kill('SIGTERM')
-      await Promise.race([exited, sleep(5000)])
-    }
-    const redis = new IORedis(WORKER_REDIS_URL)
+    await demo.stop() // first, so that it adds no keys after the cleanup
+    const redis = new IORedis(LOCAL_REDIS_URL)
     const keys = await redis.keys(`${bullPrefix}:*`)
     if (keys.length > 0) await redis.del(...keys)
     redis.disconnect()
   })
-  await waitFor('the worker exporter to answer', 30_000, async () => (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).ok, exporter.output)
+  await waitFor('the demo to answer /healthz', 60_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
+  t.match(demo.output(), /Redis at redis:\/\/127\.0\.0\.1:6379\/0 \(found on localhost[^"]*\): cache on Redis; BullMQ worker and job producer/, 'the demo found Redis on localhost and says what it runs')
 
   // The repository's configuration; only intervals and targets change (rule paths made absolute).
-  const dir = mkdtempSync(join(tmpdir(), 'um-e2e-prometheus-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const config = parse(readFileSync(PROMETHEUS_CONFIG, 'utf8'))
   config.global.scrape_interval = '1s'
   config.global.evaluation_interval = '1s'
   config.rule_files = (config.rule_files as string[]).map((p) => resolve(dirname(PROMETHEUS_CONFIG), p))
+  // Only the demo: it serves the worker series too, so the compose-only `worker` job (the separate
+  // exporter) is left out, and the `prometheus` job scrapes a port chosen by the helper.
+  config.scrape_configs = (config.scrape_configs as Array<Record<string, unknown>>).filter((job) => job.job_name === 'upstream')
   for (const job of config.scrape_configs as Array<Record<string, unknown>>) {
     delete job.dns_sd_configs
-    const port = job.job_name === 'upstream' ? appPort : job.job_name === 'worker' ? exporterPort : promPort
-    job.static_configs = [{ targets: [`127.0.0.1:${port}`] }]
+    job.static_configs = [{ targets: [`127.0.0.1:${appPort}`] }]
   }
-  writeFileSync(join(dir, 'prometheus.yml'), stringify(config))
-  const prometheus = start(t, 'prometheus', 'prometheus', [
-    `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'
-  ], process.env)
-  await waitFor('Prometheus to be ready', 30_000, async () => (await fetch(`${prom}/-/ready`)).ok, prometheus.output)
+  const prometheus = await startPrometheus(t, config)
+  const prom = prometheus.base
 
   const stopTraffic = new AbortController()
   const traffic = generateTraffic({ baseUrl: app, durationMs: SETTLE_DEADLINE_MS + 10_000, maxRequests: 20_000, concurrency: 3, signal: stopTraffic.signal }) as Promise<{ requests: number, byStatus: Record<string, number>, failures: number }>
@@ -109,13 +96,17 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   const returnsData = async (expr: string): Promise<boolean> => ((await promQuery(prom, expr)).data?.result.length ?? 0) > 0
   // Traffic keeps flowing while the answers are checked, so no rate window runs dry in between.
   t.teardown(() => stopTraffic.abort())
-  await waitFor('every required panel query to return data', SETTLE_DEADLINE_MS, async () => {
-    for (const q of required) if (!await returnsData(q.expr)) return false
+  // Alert signals need a few finished tasks too (WorkerTaskFailureRatioHigh: at least 10).
+  const signals = rules.filter((r) => !EMPTY_WHEN_HEALTHY.includes(r.alert!) && !(r.alert! in PENDING_UNTIL_MERGED.alerts)).map((r) => signalOf(r.expr))
+  await waitFor('every required panel query and alert signal to return data', SETTLE_DEADLINE_MS, async () => {
+    for (const expr of [...required.map((q) => q.expr), ...signals]) if (!await returnsData(expr)) return false
     return true
   }, () => '').catch(() => {})
 
+  const panelsWithData = new Set<string>()
   for (const { panel, target, expr } of queries) {
     const answer = await promQuery(prom, expr)
+    if ((answer.data?.result.length ?? 0) > 0) panelsWithData.add(panel.title)
     const label = `panel "${panel.title}" query ${target.refId}`
     t.equal(answer.status, 'success', `${label} is valid PromQL ${answer.error ?? ''}`)
     const hasData = (answer.data?.result.length ?? 0) > 0
@@ -123,6 +114,7 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
     if (pending === undefined) t.ok(hasData, `${label} returns data: ${expr}`)
     else t.notOk(hasData, `${label} waits for the ${pending} part (returns data now: remove it from PENDING_UNTIL_MERGED)`)
   }
+  t.comment(`panels with data: ${panelsWithData.size} of ${panels.length}`)
 
   // Every rule loaded and evaluated without error.
   await waitFor('every rule to be evaluated', 15_000, async () => {

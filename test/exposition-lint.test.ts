@@ -2,6 +2,7 @@
 // meter, and the demo's default scrape (real PostgreSQL, migration gauges) passes promtool silently.
 import t from 'tap'
 import Fastify from 'fastify'
+import IORedis from 'ioredis'
 import upstreamMetrics from '../lib/index'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
@@ -10,6 +11,7 @@ import { parse } from './helpers/metrics'
 import { promtoolCheckMetrics, startPrometheus, startProcess, waitFor } from './helpers/prometheus'
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379/0'
 
 t.test('bad names on the app meter: promtool prints nothing and a real Prometheus keeps the target up', async (t) => {
   const app = Fastify({ logger: false })
@@ -45,16 +47,27 @@ t.test('bad names on the app meter: promtool prints nothing and a real Prometheu
   t.ok(await has('shop_latency_seconds_bucket{key_le="fast"}'), 'the renamed le')
 })
 
-t.test("promtool check metrics on the demo's default scrape (real PostgreSQL, migration gauges) prints nothing", async (t) => {
+t.test("promtool check metrics on the demo's default scrape (real PostgreSQL, migration gauges, Redis and worker series) prints nothing", async (t) => {
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
+  // As `npm start` runs on a machine with Redis on localhost; the run's jobs live under their own BullMQ prefix.
+  const bullPrefix = `um-lint-${process.pid}`
   const demo = startProcess(t, 'demo', process.execPath, ['example/server.mjs'], {
-    ...process.env, HOST: '127.0.0.1', PORT: String(port), DATABASE_URL, REDIS_URL: '', LOG_LEVEL: 'warn'
+    ...process.env, HOST: '127.0.0.1', PORT: String(port), DATABASE_URL, REDIS_URL: LOCAL_REDIS_URL, BULL_PREFIX: bullPrefix, LOG_LEVEL: 'warn'
+  })
+  t.teardown(async () => {
+    await demo.stop()
+    const redis = new IORedis(LOCAL_REDIS_URL)
+    const keys = await redis.keys(`${bullPrefix}:*`)
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
   })
   await waitFor('the demo to answer /healthz', 30_000, async () => (await fetch(`${base}/healthz`)).ok, demo.output)
   await generateTraffic({ baseUrl: base, durationMs: 10_000, maxRequests: 60, concurrency: 2 })
   const text = await (await fetch(`${base}/metrics`)).text()
   t.match(text, /^django_migrations_applied_total\{connection="default"\} \d/m, 'the migration gauges are exported')
+  t.match(text, /^celery_workers \d/m, 'the worker series are exported')
+  t.match(text, /^django_cache_get_total\{backend="redis"\} \d/m, 'the Redis cache series are exported')
   t.match(text, /^# TYPE django_migrations_applied_total untyped$/m)
   const lint = promtoolCheckMetrics(text)
   t.equal(lint.output, '', 'promtool prints nothing')

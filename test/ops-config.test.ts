@@ -200,6 +200,14 @@ t.test('compose.yaml validates and everything it mounts or builds exists', async
   t.ok((services.web.ports as string[]).some((p) => p.endsWith(':8000')), 'the app on port 8000')
 })
 
+t.test('compose: the worker series come from the exporter alone, never also from the app replicas', async (t) => {
+  const services = yamlFile('compose.yaml').services as Record<string, { command?: string[], environment?: Record<string, string> }>
+  t.ok(services['worker-exporter']?.command?.includes('dist/bin/worker.js'), 'the worker exporter runs')
+  t.equal(services.web!.environment?.DEMO_WORKER, '0', 'the app runs no BullMQ worker and no in-process worker metrics (Prometheus scrapes both: the Workers panels would count twice)')
+  const jobs = (yamlFile('monitoring/prometheus/prometheus.yml').scrape_configs as Array<{ job_name: string }>).map((j) => j.job_name)
+  t.ok(jobs.includes('upstream') && jobs.includes('worker'), 'Prometheus scrapes the app and the exporter')
+})
+
 t.test('the Dockerfile copies files that exist and runs the demo', async (t) => {
   const dockerfile = read('Dockerfile')
   for (const [, sources] of dockerfile.matchAll(/^COPY\s+(.+)\s+\S+$/gm)) {

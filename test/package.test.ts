@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -17,8 +17,23 @@ t.test('npm pack, install into a fresh app, require / import / type-check', asyn
   npm(['pack', '--pack-destination', dir], root)
   const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))!
   const files = execFileSync('tar', ['-tzf', join(dir, tarball)], { encoding: 'utf8' })
+  t.comment(`tarball: ${files.trim().split('\n').filter((f) => !f.startsWith('package/dist/')).join(' ')} and ${files.split('\n').filter((f) => f.startsWith('package/dist/')).length} files in dist/`)
   t.match(files, 'package/dist/entry.cjs')
-  t.notMatch(files, /package\/(lib|test)\//, 'only the compiled output is published')
+  t.notMatch(files, /package\/(lib|test|example|bench|scripts|dashboards\/src)\//, 'the compiled output and the kit, not the sources, tests or demo')
+  // The kit a user imports from node_modules/upstream-metrics/ (the README says where).
+  for (const kit of [
+    'dashboards/upstream-dashboard.json', 'alerts/upstream.yml', 'alerts/workers.yml', 'alerts/tests/upstream.test.yml',
+    'monitoring/prometheus/prometheus.yml', 'monitoring/grafana/provisioning/datasources/prometheus.yml', 'README.md', 'docs/metrics.md'
+  ]) {
+    t.match(files, `package/${kit}\n`, `the package ships ${kit}`)
+  }
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const start = readme.indexOf('## Dashboard and alerts')
+  const kitRows = readme.slice(start, readme.indexOf('\n## ', start + 1)).split('\n').filter((line) => line.startsWith('| `'))
+  t.ok(kitRows.length >= 3, 'the README lists the kit files')
+  for (const row of kitRows) {
+    for (const [, path] of row.split(' | ')[0]!.matchAll(/`([^`]+)`/g)) t.ok(files.includes(`package/${path}`), `the README's ${path} is in the package`)
+  }
 
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'user-app', private: true }))
   const fastifyVersion = require('fastify/package.json').version as string

@@ -60,7 +60,7 @@ async function startInstance (t: Test, name: string, databaseUrl: string, worker
   let ready = false
   const started = startProcess(t, name, process.execPath, ['test/fixtures/demo-instance.mjs'], {
     ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: '', PORT: String(port), WORKERS: String(workers)
-  }, (line) => { if (line === 'ready') ready = true })
+  }, { onLine: (line) => { if (line === 'ready') ready = true } })
   await waitFor(`${name} to listen`, 60_000, async () => {
     if (started.child.exitCode !== null) throw new Error(`${name} exited`)
     return ready

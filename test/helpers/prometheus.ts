@@ -10,32 +10,56 @@ import { freePort } from './net'
 
 export const ROOT = resolve(__dirname, '..', '..')
 
-export interface Started { child: ChildProcess, output: () => string }
+export interface Started { child: ChildProcess, output: () => string, stop: () => Promise<void> }
 
-/** Starts a process, keeps the tail of its output for failure messages, and stops it at teardown (SIGTERM, then SIGKILL after 5 s). */
-export function startProcess (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Started {
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
+export interface StartOptions {
+  /** Called with each line of the process's standard output. */
+  onLine?: (line: string) => void
+  /** Runs it in its own process group and signals the whole group (a shell command's children included). */
+  group?: boolean
+}
+
+/**
+ * Starts a process, keeps the head and the tail of its output for failure messages, and stops it at
+ * teardown (SIGTERM, then SIGKILL after 5 s); `stop()` does it earlier.
+ */
+export function startProcess (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv, options: StartOptions = {}): Started {
+  const { onLine, group = false } = options
+  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: group })
+  let head = ''
+  let tail = ''
+  const keep = (chunk: Buffer): void => {
+    if (head.length < 4000) head += chunk.toString()
+    else tail = (tail + chunk.toString()).slice(-4000)
+  }
   let partial = ''
   child.stdout!.on('data', (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-4000)
+    keep(chunk)
     if (onLine === undefined) return
     const lines = (partial + chunk.toString()).split('\n')
     partial = lines.pop()!
     for (const line of lines) onLine(line)
   })
-  child.stderr!.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
-  child.on('error', (err) => { output += `\n${name} failed to start: ${err.message}` })
-  t.teardown(async () => await stopProcess(child))
-  return { child, output: () => output }
+  child.stderr!.on('data', keep)
+  child.on('error', (err) => { tail += `\n${name} failed to start: ${err.message}` })
+  const stop = async (): Promise<void> => await stopProcess(child, 'SIGTERM', group)
+  t.teardown(stop)
+  return { child, output: () => tail === '' ? head : `${head}\n…\n${tail}`, stop }
 }
 
-export async function stopProcess (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+/** SIGTERM (or `signal`), then SIGKILL after 5 s; `group` signals the child's whole process group. */
+export async function stopProcess (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', group = false): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill(signal)
+  const kill = (s: NodeJS.Signals): void => {
+    try {
+      if (group) process.kill(-child.pid!, s)
+      else child.kill(s)
+    } catch {}
+  }
+  kill(signal)
   if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]) === false) {
-    child.kill('SIGKILL')
+    kill('SIGKILL')
     await exited
   }
 }
