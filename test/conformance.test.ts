@@ -178,7 +178,7 @@ async function play (app: App, requests: ConformanceRequest[]): Promise<Answer[]
 t.test('the plugin exposes what django-prometheus 2.2 exposes for the same requests', async (t) => {
   const stack = await checkPythonStack()
   if (stack.missing.length > 0) {
-    t.fail(`conformance test needs the Debian packages: ${stack.missing.join(' ')} (apt-get install -y ${DEBIAN_PACKAGES.map(([, p]) => p).join(' ')})`)
+    t.fail(`conformance test: missing Debian packages ${stack.missing.join(' ')} (it needs: apt-get install -y ${DEBIAN_PACKAGES.map(([, p]) => p).join(' ')})`)
     return
   }
   t.ok(existsSync(join(ROOT, 'dist/entry.mjs')), 'the plugin is built (npm run build)')

@@ -51,6 +51,7 @@ async function loadViews () {
     return { view, ejs }
   } catch (err) {
     if (err.code !== 'ERR_MODULE_NOT_FOUND') throw err
+    process.stderr.write(`twin: ${err.message.split('\n')[0]}; the template page is rendered by hand\n`)
     return undefined
   }
 }
