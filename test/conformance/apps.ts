@@ -163,16 +163,20 @@ ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *sys.argv[1:]])
 `
 
-export interface DjangoSettings {
+export interface AppSettings {
   database: Database
   redisUrl: string
+  /** A port nobody listens on: the apps' second cache, whose gets fail. */
   redisDownPort: number
+  /** Prefix of every cache key of the run. */
   keyPrefix: string
   port: number
+  /** Called as soon as the process exists, so that a failed start is stopped too. */
+  started: (app: App) => void
 }
 
 /** `manage.py migrate`, then gunicorn with one sync worker; resolves once gunicorn listens. */
-export async function startDjango (settings: DjangoSettings): Promise<App> {
+export async function startDjango (settings: AppSettings): Promise<App> {
   const { url, name } = settings.database
   const env = pythonEnv({
     CONFORMANCE_PG_DATABASE: name,
@@ -190,20 +194,13 @@ export async function startDjango (settings: DjangoSettings): Promise<App> {
     'conformance_site.wsgi:application'
   ], { cwd: DJANGO_DIR, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   const app = track('gunicorn', child, `http://127.0.0.1:${settings.port}`, true)
+  settings.started(app)
   await waitForOutput(app, /Booting worker with pid/, 30_000, child)
   return app
 }
 
-export interface TwinSettings {
-  database: Database
-  redisUrl: string
-  redisDownPort: number
-  keyPrefix: string
-  port: number
-}
-
 /** node-pg-migrate up, then the twin; resolves once it listens. It exits when its stdin closes. */
-export async function startTwin (settings: TwinSettings): Promise<App> {
+export async function startTwin (settings: AppSettings): Promise<App> {
   const env = { ...process.env, DATABASE_URL: settings.database.url.toString() }
   await run(process.execPath, [join(ROOT, 'node_modules/node-pg-migrate/bin/node-pg-migrate.js'), 'up', '-m', join(TWIN_DIR, 'migrations'), '--verbose', 'false'], { cwd: ROOT, env, timeout: 60_000 })
   const child = spawn(process.execPath, [join(TWIN_DIR, 'server.mjs')], {
@@ -219,6 +216,7 @@ export async function startTwin (settings: TwinSettings): Promise<App> {
     stdio: ['pipe', 'pipe', 'pipe']
   })
   const app = track('twin', child, `http://127.0.0.1:${settings.port}`, false)
+  settings.started(app)
   await waitForOutput(app, /twin listening/, 30_000, child)
   return app
 }

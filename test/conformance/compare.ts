@@ -45,8 +45,7 @@ export interface Allowance {
 
 export interface FamilyResult {
   family: string
-  differences: Difference[]
-  /** Reasons of the allowances that explained a difference. */
+  /** The allowances that explained a difference. */
   allowed: Set<Allowance>
   unexplained: Difference[]
 }
@@ -189,9 +188,8 @@ export function compareScrape (
     const applicable = allowances.filter((a) => a.families.test(family))
     let d = django.get(family)
     let p = plugin.get(family)
-    const differences = compareFamily(context.scrape, d, p)
     const allowed = new Set<Allowance>()
-    let remaining = differences
+    let remaining = compareFamily(context.scrape, d, p)
     if (remaining.length > 0) {
       for (const a of applicable) {
         if (a.adjust === undefined) continue
@@ -209,7 +207,7 @@ export function compareScrape (
       return by === undefined
     })
     for (const a of allowed) used.add(a)
-    return { family, differences, allowed, unexplained }
+    return { family, allowed, unexplained }
   })
 }
 
