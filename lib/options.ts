@@ -1,9 +1,9 @@
 import type { ResolvedCacheOptions } from './cache'
-import { InvalidOptionError } from './errors'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
 import { describe, kind, show, showUrl } from './redact'
 import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
+import { fail, isPlainObject, onlyKeys } from './validate'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
 export interface ResolvedMigrations {
@@ -52,22 +52,6 @@ const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
-
-/** `got` says what was given without a secret in it: `kind`, `describe`, `show` or `showUrl` of the value (see redact.ts). */
-function fail (option: string, expected: string, got: string): never {
-  throw new InvalidOptionError(option, expected, got)
-}
-
-/** Unknown keys are refused at every level; their values are never shown (a misplaced password, a token). */
-function onlyKeys (value: Record<string, unknown>, prefix: string, allowed: readonly string[]): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) fail(prefix + key, `is not an option (allowed: ${allowed.join(', ')})`, kind(value[key]))
-  }
-}
-
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
 
 function bool (options: Record<string, unknown>, name: string, fallback: boolean, prefix = ''): boolean {
   const value = options[name]

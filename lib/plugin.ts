@@ -62,19 +62,19 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
-    // Encoded once: each of the scrapes sharing it writes the same bytes.
-    const exposition = shared(async (): Promise<Buffer> => {
+    // Serialized once, and encoded once when served: the scrapes sharing it write the same bytes.
+    const exposition = shared(async (): Promise<Exposition> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
-      return Buffer.from(telemetry.serialize(scopeMetrics))
+      return new Exposition(telemetry.serialize(scopeMetrics))
     })
-    const metrics = async (): Promise<string> => (await exposition()).toString()
+    const metrics = async (): Promise<string> => (await exposition()).text
 
     const checkAccess = accessCheck(options.auth)
     async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       if (checkAccess !== undefined && !await checkAccess(request, reply)) return
       let body: Buffer
       try {
-        body = await exposition()
+        body = (await exposition()).bytes()
       } catch (err) {
         request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
@@ -90,7 +90,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     let listener: Server | undefined
     if (options.listener !== undefined) {
       if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
-      const server = await startListener(fastify, options.listener, exposition, credentials(options.auth))
+      const server = await startListener(fastify, options.listener, async () => (await exposition()).bytes(), credentials(options.auth))
       listener = server
       stops.push(async () => await new Promise<void>((resolve) => server.close(() => resolve())))
     }
@@ -112,6 +112,17 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     throw err
   }
   fastify.addHook('onClose', stopAll)
+}
+
+/** One collection's text, encoded at most once however many scrapes share it. */
+class Exposition {
+  private encoded: Buffer | undefined
+  constructor (readonly text: string) {}
+
+  bytes (): Buffer {
+    this.encoded ??= Buffer.from(this.text)
+    return this.encoded
+  }
 }
 
 /**

@@ -13,7 +13,7 @@ import type { AttributeValue } from '@opentelemetry/api'
 export type InstrumentKind = 'counter' | 'updowncounter' | 'gauge' | 'histogram'
 
 /** UCUM units to the Prometheus base-unit words (otlptranslator's table). */
-const UNITS: Record<string, string> = {
+export const UNITS: Readonly<Record<string, string>> = {
   d: 'days',
   h: 'hours',
   min: 'minutes',
@@ -42,13 +42,13 @@ const UNITS: Record<string, string> = {
   '%': 'percent'
 }
 
-const PER_UNITS: Record<string, string> = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week', mo: 'month', y: 'year' }
+export const PER_UNITS: Readonly<Record<string, string>> = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week', mo: 'month', y: 'year' }
 
 const METRIC_SEPARATOR = /[^a-zA-Z0-9:]+/
 const NOT_METRIC_CHAR = /[^a-zA-Z0-9:]/g
 const NOT_LABEL_CHAR = /[^a-zA-Z0-9]+/g
 
-function unitWord (unit: string | undefined, table: Record<string, string>): string {
+function unitWord (unit: string | undefined, table: Readonly<Record<string, string>>): string {
   const trimmed = unit?.trim() ?? ''
   if (trimmed === '' || /[{}]/.test(trimmed)) return ''
   return table[trimmed] ?? trimmed

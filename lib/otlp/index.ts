@@ -12,7 +12,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from '../errors'
 import { OTLP } from '../names'
 import type { Cell, Store } from '../store'
-import { redactUrl, type ResolvedOtlp } from './options'
+import { showUrl } from '../redact'
+import type { ResolvedOtlp } from './options'
 import { OtlpStoreProducer } from './producer'
 
 /** At most one warning a minute while exports fail: a dead Collector must not flood the app's log. */
@@ -175,7 +176,7 @@ export interface OtlpPush {
 
 /** Loaded only when push is on: with it off, no exporter is loaded and no timer runs. */
 export function startOtlpPush (store: Store, options: ResolvedOtlp, namespace: string, log: FastifyBaseLogger): OtlpPush {
-  const target = redactUrl(options.endpoint)
+  const target = showUrl(options.endpoint)
   const tls = tlsFromEnvironment()
   const agents: HttpAgent[] = []
   const exporter = new OTLPMetricExporter({

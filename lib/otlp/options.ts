@@ -1,4 +1,5 @@
-import { InvalidOptionError } from '../errors'
+import { describe, kind, show, showUrl } from '../redact'
+import { fail, isPlainObject, onlyKeys } from '../validate'
 
 /** The `otlp` option with the standard environment variables applied; see docs/scaling.md. */
 export interface ResolvedOtlp {
@@ -20,38 +21,20 @@ const DEFAULT_INTERVAL_MS = 60_000
 const DEFAULT_TIMEOUT_MS = 10_000
 export const MIN_INTERVAL_MS = 100
 
-function fail (option: string, expected: string, shown: string): never {
-  throw new InvalidOptionError(option, expected, shown)
-}
-
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
 function env (name: string): string | undefined {
   const value = process.env[name]?.trim()
   return value === undefined || value === '' ? undefined : value
 }
 
-/** What an error may show of a URL: never its credentials or query. */
-export function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    return `${u.protocol}//${u.host}${u.pathname}`
-  } catch {
-    return 'an unparsable URL'
-  }
-}
-
 function httpUrl (option: string, value: unknown): URL {
-  if (typeof value !== 'string') fail(option, 'must be an http:// or https:// URL', typeof value)
+  if (typeof value !== 'string') fail(option, 'must be an http:// or https:// URL', kind(value))
   let url: URL
   try {
     url = new URL(value)
   } catch {
     fail(option, 'must be an http:// or https:// URL', 'an unparsable URL')
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(option, 'must be an http:// or https:// URL', redactUrl(value))
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(option, 'must be an http:// or https:// URL', showUrl(value))
   return url
 }
 
@@ -75,7 +58,7 @@ function endpoint (value: unknown): string {
 }
 
 function milliseconds (option: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) fail(option, `must be an integer number of milliseconds, at least ${min}`, typeof value === 'number' ? String(value) : typeof value)
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) fail(option, `must be an integer number of milliseconds, at least ${min}`, describe(value))
   return value
 }
 
@@ -89,9 +72,9 @@ function envMilliseconds (names: string[], min: number): number | undefined {
 
 function stringRecord (option: string, value: unknown, secret: boolean): Record<string, string> | undefined {
   if (value === undefined) return undefined
-  if (!isPlainObject(value)) fail(option, 'must be an object of string values', secret ? '<redacted>' : typeof value)
+  if (!isPlainObject(value)) fail(option, 'must be an object of string values', secret ? '<redacted>' : kind(value))
   for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== 'string') fail(`${option}.${key}`, 'must be a string', secret ? '<redacted>' : typeof v)
+    if (typeof v !== 'string') fail(`${option}.${key}`, 'must be a string', secret ? '<redacted>' : kind(v))
   }
   return value as Record<string, string>
 }
@@ -105,11 +88,9 @@ function enabledByEnvironment (): boolean {
 export function resolveOtlp (value: unknown): ResolvedOtlp | undefined {
   if (value === false) return undefined
   if (value === undefined && !enabledByEnvironment()) return undefined
-  if (value !== undefined && value !== true && !isPlainObject(value)) fail('otlp', 'must be true, false or { endpoint?, headers?, intervalMs?, timeoutMs?, serviceName?, resourceAttributes? }', typeof value)
+  if (value !== undefined && value !== true && !isPlainObject(value)) fail('otlp', 'must be true, false or { endpoint?, headers?, intervalMs?, timeoutMs?, serviceName?, resourceAttributes? }', kind(value))
   const o: Record<string, unknown> = isPlainObject(value) ? value : {}
-  for (const key of Object.keys(o)) {
-    if (!KEYS.includes(key)) fail(`otlp.${key}`, `is not an option (allowed: ${KEYS.join(', ')})`, typeof o[key])
-  }
+  onlyKeys(o, 'otlp.', KEYS)
 
   const intervalMs = o.intervalMs !== undefined
     ? milliseconds('otlp.intervalMs', o.intervalMs, MIN_INTERVAL_MS)
@@ -123,7 +104,7 @@ export function resolveOtlp (value: unknown): ResolvedOtlp | undefined {
     timeoutMs = Math.min(fromEnv ?? DEFAULT_TIMEOUT_MS, intervalMs)
   }
 
-  if (o.serviceName !== undefined && (typeof o.serviceName !== 'string' || o.serviceName === '')) fail('otlp.serviceName', 'must be a non-empty string', typeof o.serviceName)
+  if (o.serviceName !== undefined && (typeof o.serviceName !== 'string' || o.serviceName === '')) fail('otlp.serviceName', 'must be a non-empty string', show(o.serviceName))
   const ignored: string[] = []
   for (const name of ['OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL']) {
     const protocol = env(name)

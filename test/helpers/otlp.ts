@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { PER_UNITS, UNITS } from '../../lib/translation'
 import { key } from './metrics'
 
 const root = require('@opentelemetry/otlp-proto-exporter-base/build/src/generated/root.js')
@@ -143,41 +144,11 @@ export async function waitFor<T> (check: () => T | undefined | Promise<T | undef
   throw new Error(`timed out waiting for ${what}`)
 }
 
-// ---- github.com/prometheus/otlptranslator, re-implemented for the test ----
+// ---- github.com/prometheus/otlptranslator, re-implemented for the test (its unit tables are lib's) ----
 
 export type Strategy = 'UnderscoreEscapingWithSuffixes' | 'UnderscoreEscapingWithoutSuffixes' | 'NoUTF8EscapingWithSuffixes'
 export const STRATEGIES: readonly Strategy[] = ['UnderscoreEscapingWithSuffixes', 'UnderscoreEscapingWithoutSuffixes', 'NoUTF8EscapingWithSuffixes']
 export type Kind = 'monotonic' | 'non-monotonic' | 'gauge' | 'histogram'
-
-const UNITS: Record<string, string> = {
-  d: 'days',
-  h: 'hours',
-  min: 'minutes',
-  s: 'seconds',
-  ms: 'milliseconds',
-  us: 'microseconds',
-  ns: 'nanoseconds',
-  By: 'bytes',
-  KiBy: 'kibibytes',
-  MiBy: 'mebibytes',
-  GiBy: 'gibibytes',
-  TiBy: 'tibibytes',
-  KBy: 'kilobytes',
-  MBy: 'megabytes',
-  GBy: 'gigabytes',
-  TBy: 'terabytes',
-  m: 'meters',
-  V: 'volts',
-  A: 'amperes',
-  J: 'joules',
-  W: 'watts',
-  g: 'grams',
-  Cel: 'celsius',
-  Hz: 'hertz',
-  1: '',
-  '%': 'percent'
-}
-const PER_UNITS: Record<string, string> = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week', mo: 'month', y: 'year' }
 
 function unitSuffixes (unit: string): [string, string] {
   const [mainRaw, perRaw] = unit.split(/\/(.*)/s) as [string, string | undefined]
