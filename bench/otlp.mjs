@@ -5,7 +5,7 @@
 //    time and this process's CPU; the receiver runs in another process.
 // 3. The receiver down for --down intervals: the failed exports and dropped points the plugin counts.
 // Usage: npm run build && node bench/otlp.mjs [--quick] [--rounds 5] [--rate 3000] [--interval 1000]
-// (npm run bench -- --otlp adds it to bench/RESULTS.md; --only=otlp runs it alone.)
+// (npm run bench adds it to bench/RESULTS.md; --only=otlp runs it alone.)
 import { execFileSync, fork } from 'node:child_process'
 import { createServer } from 'node:http'
 import { existsSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss,pg,otlp] [--otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss,pg,otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
 // Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -15,7 +15,7 @@ const value = (name, fallback) => {
   return found === undefined ? fallback : found.slice(name.length + 3)
 }
 const quick = flag('quick')
-const only = new Set(value('only', 'cpu,scrape,rss,pg').split(','))
+const only = new Set(value('only', 'cpu,scrape,rss,pg,otlp').split(','))
 const config = {
   rate: Number(value('rate', quick ? 3000 : 5000)),
   rounds: Number(value('rounds', quick ? 3 : 7)),
@@ -26,7 +26,7 @@ const config = {
   rssRequests: Number(value('rss-requests', quick ? 200_000 : 1_000_000)),
   rssWarmup: quick ? 50_000 : 100_000
 }
-const SETUPS = [...new Set(['bare', ...value('setups', 'plugin,fastify-metrics,plugin+runtime').split(',')])]
+const SETUPS = [...new Set(['bare', ...value('setups', 'plugin,fastify-metrics,plugin+runtime,plugin+semconv').split(',')])]
 const LABELS = {
   bare: 'bare Fastify',
   plugin: 'upstream-metrics, all HTTP metrics (runtimeMetrics: false)',
@@ -245,8 +245,7 @@ if (only.has('cpu')) sections.cpu = await cpuBench()
 if (only.has('scrape')) sections.scrape = await scrapeBench()
 if (only.has('rss')) sections.rss = await rssBench()
 if (only.has('pg')) sections.pg = pgBench()
-// OTLP push costs: only when asked (--otlp, or --only=otlp).
-if (only.has('otlp') || flag('otlp')) sections.otlp = otlpBench()
+if (only.has('otlp')) sections.otlp = otlpBench()
 
 /** bench/otlp.mjs in a child process: CPU per request with push on vs off, one export at 1,000 routes, drops with the receiver down. */
 function otlpBench () {
