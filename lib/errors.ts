@@ -31,9 +31,9 @@ export const ClusterInstanceError = createError(
   500
 )
 
-export const MissingPeerError = createError<[string, string]>(
+export const MissingPeerError = createError<[string, string, string]>(
   'UPSTREAM_METRICS_MISSING_PEER',
-  'upstream-metrics: %s needs the package "%s", which is not installed; install it next to upstream-metrics (npm install ioredis): it is an optional peer dependency, needed for worker metrics only',
+  'upstream-metrics: %s needs the package "%s", which is not installed; install it next to upstream-metrics (npm install %s): it is an optional peer dependency, needed by that feature only',
   500
 )
 

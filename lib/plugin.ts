@@ -10,6 +10,8 @@ import { Faults } from './faults'
 import { instrumentDb } from './db/index'
 import { instrumentHttp, kScrapeRoute } from './http'
 import { resolveOptions } from './options'
+import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
+import { requirePeer } from './peer'
 import { Telemetry } from './provider'
 import { startRuntimeMetrics } from './runtime'
 import { Store } from './store'
@@ -30,7 +32,8 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   // Loaded only when push is on, so that with it off nothing of OTLP is loaded or started.
   const push = options.otlp === undefined
     ? undefined
-    : (require('./otlp/index') as typeof import('./otlp/index')).startOtlpPush(store, options.otlp, options.namespace, fastify.log)
+    : requirePeer(() => require('./otlp/index') as typeof import('./otlp/index'), 'the otlp option', OTLP_EXPORTER, `${OTLP_EXPORTER}@${OTLP_EXPORTER_VERSION}`)
+      .startOtlpPush(store, options.otlp, options.namespace, fastify.log)
   const telemetry = new Telemetry(store, options.cardinalityLimit, {
     collectTimeoutMs: options.collectTimeoutMs,
     log: fastify.log,

@@ -99,6 +99,19 @@ app.ready().then(() => { console.log('registered'); return app.close() }, (err) 
   t.match(command.stderr, /^upstream-metrics-worker: error: upstream-metrics-worker needs the package "ioredis", which is not installed; install it next to upstream-metrics \(npm install ioredis\)/)
   t.notMatch(command.stderr, /usage:|\n\s+at /, 'a clear line: no usage, no stack')
 
+  // Push over OTLP needs its exporter, an optional peer dependency of the plugin's OpenTelemetry line.
+  t.notOk(existsSync(join(dir, 'node_modules', '@opentelemetry', 'exporter-metrics-otlp-proto')), 'the OTLP exporter is not installed with the plugin')
+  writeFileSync(join(dir, 'otlp.cjs'), `const app = require('fastify')()
+app.register(require('upstream-metrics'), { otlp: { endpoint: 'http://127.0.0.1:9/v1/metrics', timeoutMs: 200 } })
+app.ready().then(() => { console.log('registered'); return app.close() }, (err) => console.log(err.code + ' ' + err.message))`)
+  const exporterVersion = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }).peerDependencies['@opentelemetry/exporter-metrics-otlp-proto']!
+  t.match(execFileSync(process.execPath, ['otlp.cjs'], { cwd: dir, encoding: 'utf8', timeout: 30_000 }),
+    `UPSTREAM_METRICS_MISSING_PEER upstream-metrics: the otlp option needs the package "@opentelemetry/exporter-metrics-otlp-proto", which is not installed; install it next to upstream-metrics (npm install @opentelemetry/exporter-metrics-otlp-proto@${exporterVersion})`,
+    'otlp fails at register, naming the exact version to install')
+  npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `@opentelemetry/exporter-metrics-otlp-proto@${exporterVersion}`], dir)
+  t.match(execFileSync(process.execPath, ['otlp.cjs'], { cwd: dir, encoding: 'utf8', timeout: 30_000 }), /^registered/, 'otlp registers once the exporter is installed')
+  t.same(readdirSync(join(dir, 'node_modules'), { recursive: true }).map(String).filter((f) => f.endsWith(join('@opentelemetry', 'sdk-metrics'))), [join('@opentelemetry', 'sdk-metrics')], 'one copy of sdk-metrics')
+
   // The peer range admits ioredis 4 (the cache metrics count its GETs); the worker metrics refuse it by name.
   const old = join(dir, 'node_modules', 'ioredis')
   mkdirSync(old)

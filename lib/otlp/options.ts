@@ -15,6 +15,10 @@ export interface ResolvedOtlp {
   ignored: string[]
 }
 
+/** The exporter push needs: an optional peer dependency, of the OpenTelemetry line the plugin's sdk-metrics belongs to. */
+export const OTLP_EXPORTER = '@opentelemetry/exporter-metrics-otlp-proto'
+export const OTLP_EXPORTER_VERSION = '0.301.0'
+
 const KEYS = ['endpoint', 'headers', 'intervalMs', 'timeoutMs', 'serviceName', 'resourceAttributes']
 const DEFAULT_ENDPOINT = 'http://localhost:4318/v1/metrics'
 const DEFAULT_INTERVAL_MS = 60_000

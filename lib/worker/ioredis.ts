@@ -1,5 +1,6 @@
 import type IORedis from 'ioredis'
-import { MissingPeerError, PeerVersionError } from '../errors'
+import { PeerVersionError } from '../errors'
+import { requirePeer } from '../peer'
 
 export type IORedisClass = typeof IORedis
 
@@ -10,15 +11,7 @@ export type IORedisClass = typeof IORedis
  * `feature` names what needs it in the error when it is missing or too old.
  */
 export function loadIoredis (feature: string): IORedisClass {
-  let loaded: IORedisClass
-  try {
-    loaded = require('ioredis') as IORedisClass
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    // Only ioredis itself missing; a broken install of it (one of its own files or dependencies) is its own error.
-    if (e.code === 'MODULE_NOT_FOUND' && e.message.startsWith("Cannot find module 'ioredis'")) throw new MissingPeerError(feature, 'ioredis')
-    throw err
-  }
+  const loaded = requirePeer(() => require('ioredis') as IORedisClass, feature, 'ioredis')
   const version = (require('ioredis/package.json') as { version?: unknown }).version
   if (typeof version === 'string' && Number(version.split('.')[0]) < 5) throw new PeerVersionError(feature, 'ioredis 5 or 6', version)
   return loaded
