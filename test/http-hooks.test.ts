@@ -2,7 +2,7 @@ import { Agent, request } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import t from 'tap'
-import Fastify, { type FastifyInstance, type InjectOptions, type onRequestHookHandler } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type InjectOptions, type onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import upstreamMetrics from '../lib/index'
@@ -157,6 +157,28 @@ async function openSocket (port: number): Promise<Socket> {
   })
 }
 
+/**
+ * A handler held open until `release()`: `running` resolves when it is entered, `closed()` tells
+ * whether the server saw its connection close.
+ */
+function holdHandler (): { running: Promise<void>, released: Promise<void>, release: () => void, enter: (reply: FastifyReply) => void, closed: () => boolean } {
+  let started = (): void => {}
+  let release = (): void => {}
+  let serverSawClose = false
+  const running = new Promise<void>((resolve) => { started = resolve })
+  const released = new Promise<void>((resolve) => { release = resolve })
+  return {
+    running,
+    released,
+    release,
+    enter (reply) {
+      reply.raw.once('close', () => { serverSawClose = true })
+      started()
+    },
+    closed: () => serverSawClose
+  }
+}
+
 async function local (app: FastifyInstance): Promise<Exposition> {
   return parse(await app.upstreamMetrics.metrics())
 }
@@ -164,15 +186,10 @@ async function local (app: FastifyInstance): Promise<Exposition> {
 t.test('a request the client abandons while the handler runs is counted when the handler finishes', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
-  let started = (): void => {}
-  let release = (): void => {}
-  const running = new Promise<void>((resolve) => { started = resolve })
-  const released = new Promise<void>((resolve) => { release = resolve })
-  let serverSawClose = false
+  const held = holdHandler()
   app.get('/slow/:id', async (request, reply) => {
-    reply.raw.once('close', () => { serverSawClose = true })
-    started()
-    await released
+    held.enter(reply)
+    await held.released
     reply.code(202)
     return { queued: (request.params as { id: string }).id }
   })
@@ -182,12 +199,12 @@ t.test('a request the client abandons while the handler runs is counted when the
 
   const socket = await openSocket(port)
   socket.write('GET /slow/1 HTTP/1.1\r\nHost: localhost\r\n\r\n')
-  await running
+  await held.running
   socket.destroy()
-  await until('the server to see the connection close', () => serverSawClose)
+  await until('the server to see the connection close', () => held.closed())
   let m = await local(app)
   t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 0, 'nothing to record while the handler runs')
-  release()
+  held.release()
   await until('the response to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
   m = await local(app)
   t.equal(m.samples.get(key('django_http_requests_before_middlewares_total')), 1)
@@ -205,25 +222,20 @@ t.test('a request the client abandons while the handler runs is counted when the
 t.test('an aborted request whose handler throws is one exception and one 500', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
-  let started = (): void => {}
-  let release = (): void => {}
-  const running = new Promise<void>((resolve) => { started = resolve })
-  const released = new Promise<void>((resolve) => { release = resolve })
-  let serverSawClose = false
+  const held = holdHandler()
   app.get('/fails', async (_request, reply) => {
-    reply.raw.once('close', () => { serverSawClose = true })
-    started()
-    await released
+    held.enter(reply)
+    await held.released
     throw new RangeError('late failure')
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
   const socket = await openSocket((app.server.address() as { port: number }).port)
   socket.write('GET /fails HTTP/1.1\r\nHost: localhost\r\n\r\n')
-  await running
+  await held.running
   socket.destroy()
-  await until('the server to see the connection close', () => serverSawClose)
-  release()
+  await until('the server to see the connection close', () => held.closed())
+  held.release()
   await until('the response to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
   const m = await local(app)
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '500', view: '/fails', method: 'GET' })), 1)
@@ -274,16 +286,11 @@ t.test('an aborted upload is a response with the status Fastify set, not an exce
 t.test('a keep-alive connection: requests before an abort are counted once, the aborted one when its handler ends', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
-  let release = (): void => {}
-  const released = new Promise<void>((resolve) => { release = resolve })
-  let started = (): void => {}
-  const running = new Promise<void>((resolve) => { started = resolve })
+  const held = holdHandler()
   app.get('/fast', async () => 'fast')
-  let serverSawClose = false
   app.get('/slow', async (_request, reply) => {
-    reply.raw.once('close', () => { serverSawClose = true })
-    started()
-    await released
+    held.enter(reply)
+    await held.released
     reply.code(504)
     return 'too late'
   })
@@ -305,12 +312,12 @@ t.test('a keep-alive connection: requests before an abort are counted once, the 
   slow.on('socket', (socket) => sockets.add(socket))
   const aborted = new Promise<void>((resolve) => slow.on('error', () => resolve()))
   slow.end()
-  await running
+  await held.running
   slow.destroy()
   await aborted
   t.equal(sockets.size, 1, 'the abandoned request came on the same connection')
-  await until('the server to see the connection close', () => serverSawClose)
-  release()
+  await until('the server to see the connection close', () => held.closed())
+  held.release()
   await until('the aborted response', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 4)
   await new Promise((resolve) => setTimeout(resolve, 50))
   const m = await local(app)
