@@ -13,17 +13,6 @@ import { generateTraffic } from '../example/traffic.mjs'
 import { freePort } from './helpers/net'
 import { promQuery, ROOT, startProcess, startPrometheus, waitFor } from './helpers/prometheus'
 
-/**
- * [merge] Panels and alerts whose metrics come from parts not on this branch yet (PostgreSQL,
- * cache, worker exporter), by the part they wait for. Their queries must still be valid PromQL;
- * they may return nothing. Once a part is merged, delete its entries: the test then requires data,
- * and it fails if a pending entry already returns data, so this list cannot go stale silently.
- */
-const PENDING_UNTIL_MERGED: { panels: Record<string, string>, alerts: Record<string, string> } = {
-  panels: {},
-  alerts: {}
-}
-
 /** Alerts whose input series exist only when something is wrong: a healthy run must show them empty. */
 const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
 
@@ -51,8 +40,7 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   const panels = dashboard.panels.filter((p) => p.type !== 'row')
   const rules: Rule[] = readdirSync(join(ROOT, 'alerts')).filter((f) => f.endsWith('.yml'))
     .flatMap((f) => (parse(readFileSync(join(ROOT, 'alerts', f), 'utf8')).groups as Array<{ rules: Rule[] }>).flatMap((g) => g.rules))
-  for (const title of Object.keys(PENDING_UNTIL_MERGED.panels)) t.ok(panels.some((p) => p.title === title), `pending panel "${title}" exists`)
-  for (const name of [...Object.keys(PENDING_UNTIL_MERGED.alerts), ...EMPTY_WHEN_HEALTHY]) t.ok(rules.some((r) => r.alert === name), `alert ${name} exists`)
+  for (const name of EMPTY_WHEN_HEALTHY) t.ok(rules.some((r) => r.alert === name), `alert ${name} exists`)
 
   const appPort = await freePort()
   const app = `http://127.0.0.1:${appPort}`
@@ -92,14 +80,13 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   const traffic = generateTraffic({ baseUrl: app, durationMs: SETTLE_DEADLINE_MS + 10_000, maxRequests: 20_000, concurrency: 3, signal: stopTraffic.signal }) as Promise<{ requests: number, byStatus: Record<string, number>, failures: number }>
 
   const queries = panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel, target, expr: expand(target.expr) })))
-  const required = queries.filter((q) => !(q.panel.title in PENDING_UNTIL_MERGED.panels))
   const returnsData = async (expr: string): Promise<boolean> => ((await promQuery(prom, expr)).data?.result.length ?? 0) > 0
   // Traffic keeps flowing while the answers are checked, so no rate window runs dry in between.
   t.teardown(() => stopTraffic.abort())
   // Alert signals need a few finished tasks too (WorkerTaskFailureRatioHigh: at least 10).
-  const signals = rules.filter((r) => !EMPTY_WHEN_HEALTHY.includes(r.alert!) && !(r.alert! in PENDING_UNTIL_MERGED.alerts)).map((r) => signalOf(r.expr))
-  await waitFor('every required panel query and alert signal to return data', SETTLE_DEADLINE_MS, async () => {
-    for (const expr of [...required.map((q) => q.expr), ...signals]) if (!await returnsData(expr)) return false
+  const signals = rules.filter((r) => !EMPTY_WHEN_HEALTHY.includes(r.alert!)).map((r) => signalOf(r.expr))
+  await waitFor('every panel query and alert signal to return data', SETTLE_DEADLINE_MS, async () => {
+    for (const expr of [...queries.map((q) => q.expr), ...signals]) if (!await returnsData(expr)) return false
     return true
   }, () => '').catch(() => {})
 
@@ -109,10 +96,7 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
     if ((answer.data?.result.length ?? 0) > 0) panelsWithData.add(panel.title)
     const label = `panel "${panel.title}" query ${target.refId}`
     t.equal(answer.status, 'success', `${label} is valid PromQL ${answer.error ?? ''}`)
-    const hasData = (answer.data?.result.length ?? 0) > 0
-    const pending = PENDING_UNTIL_MERGED.panels[panel.title]
-    if (pending === undefined) t.ok(hasData, `${label} returns data: ${expr}`)
-    else t.notOk(hasData, `${label} waits for the ${pending} part (returns data now: remove it from PENDING_UNTIL_MERGED)`)
+    t.ok((answer.data?.result.length ?? 0) > 0, `${label} returns data: ${expr}`)
   }
   t.comment(`panels with data: ${panelsWithData.size} of ${panels.length}`)
 
@@ -133,9 +117,7 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
     t.equal(answer.status, 'success', `alert ${rule.alert}: expression runs ${answer.error ?? ''}`)
     const signal = await promQuery(prom, signalOf(rule.expr))
     const hasData = (signal.data?.result.length ?? 0) > 0
-    const pending = PENDING_UNTIL_MERGED.alerts[rule.alert!]
     if (EMPTY_WHEN_HEALTHY.includes(rule.alert!)) t.notOk(hasData, `alert ${rule.alert}: nothing to report on a healthy run`)
-    else if (pending !== undefined) t.notOk(hasData, `alert ${rule.alert} waits for the ${pending} part (has data now: remove it from PENDING_UNTIL_MERGED)`)
     else t.ok(hasData, `alert ${rule.alert}: its signal ${signalOf(rule.expr)} has data`)
   }
 
