@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { LogLimiter, type Clock } from './log-limit'
 
 /**
  * A failure inside metric recording must never reach the request (nor one in an app's
@@ -7,19 +8,20 @@ import type { FastifyBaseLogger } from 'fastify'
  */
 export class Faults {
   count = 0
-  private lastLogged = -Infinity
+  private readonly limiter: LogLimiter
 
   constructor (
     private readonly log: FastifyBaseLogger,
-    private readonly intervalMs = 60_000,
-    private readonly message = 'recording a metric failed; the request was not affected'
-  ) {}
+    intervalMs = 60_000,
+    private readonly message = 'recording a metric failed; the request was not affected',
+    clock?: Clock
+  ) {
+    this.limiter = new LogLimiter(intervalMs, clock)
+  }
 
   report (err: unknown): void {
     this.count++
-    const now = Date.now()
-    if (now - this.lastLogged < this.intervalMs) return
-    this.lastLogged = now
+    if (this.limiter.admit() === false) return
     try {
       this.log.error({ err, failures: this.count }, `upstream-metrics: ${this.message}`)
     } catch {}
@@ -36,12 +38,18 @@ export class Warnings {
   private inWindow = 0
   private suppressed = 0
 
-  constructor (private readonly log: FastifyBaseLogger, private readonly perInterval = 20, private readonly intervalMs = 60_000, private readonly maxDistinct = 1000) {}
+  constructor (
+    private readonly log: FastifyBaseLogger,
+    private readonly perInterval = 20,
+    private readonly intervalMs = 60_000,
+    private readonly maxDistinct = 1000,
+    private readonly now: Clock = Date.now
+  ) {}
 
   once (message: string): void {
     if (this.seen.has(message) || this.seen.size >= this.maxDistinct) return
     this.seen.add(message)
-    const now = Date.now()
+    const now = this.now()
     if (now - this.windowStart >= this.intervalMs) {
       this.windowStart = now
       this.inWindow = 0

@@ -12,6 +12,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { InvalidOptionError } from '../errors'
 import { OTLP } from '../names'
 import type { Cell, Store } from '../store'
+import { LogLimiter } from '../log-limit'
 import { showUrl } from '../redact'
 import type { ResolvedOtlp } from './options'
 import { OtlpStoreProducer } from './producer'
@@ -46,7 +47,7 @@ function describeError (error: unknown): string {
 class GuardedExporter implements PushMetricExporter {
   private deadline = Infinity
   private failedInRow = 0
-  private lastWarning = -Infinity
+  private readonly warnings = new LogLimiter(WARNING_INTERVAL_MS)
 
   constructor (
     private readonly inner: OTLPMetricExporter,
@@ -121,9 +122,7 @@ class GuardedExporter implements PushMetricExporter {
     this.counters.failure.value++
     this.counters.dropped.value += points
     this.failedInRow++
-    const now = Date.now()
-    if (now - this.lastWarning < WARNING_INTERVAL_MS) return
-    this.lastWarning = now
+    if (this.warnings.admit() === false) return
     this.log.warn(
       { endpoint: this.target, error: describeError(error), failedExports: this.failedInRow, droppedPoints: points },
       'upstream-metrics: OTLP export failed; the app is unaffected, the next successful export carries the cumulative totals (this warning repeats at most once a minute)'

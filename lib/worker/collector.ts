@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import { CELERY, CELERY_BUCKETS } from '../names'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import type { IORedisClass } from './ioredis'
+import { LogLimiter } from '../log-limit'
 
 /** Celery's `ALL_STATES`, in the order celery-prometheus-exporter's README lists them. */
 export const CELERY_STATES = ['PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', 'FAILURE', 'REVOKED', 'RETRY'] as const
@@ -118,7 +119,7 @@ export class WorkerCollector {
   private blockingReadyAt = 0
   /** Redis' clock when following began, as a stream id: a queue found later is read from there. */
   private startId = '0-0'
-  private readonly lastLogged = new Map<string, number>()
+  private readonly logLimiter = new LogLimiter(10_000)
 
   constructor (store: Store, private readonly options: WorkerCollectorOptions) {
     this.discover = options.queues === undefined || options.queues.length === 0
@@ -593,9 +594,7 @@ export class WorkerCollector {
   }
 
   private logOnce (kind: string, level: 'warn' | 'error', err: unknown, msg: string): void {
-    const now = Date.now()
-    if (now - (this.lastLogged.get(kind) ?? -Infinity) < 10_000) return
-    this.lastLogged.set(kind, now)
+    if (this.logLimiter.admit(kind) === false) return
     try {
       this.options.log[level]({ err }, msg)
     } catch {}
