@@ -36,8 +36,8 @@ export interface JobLifecycle {
   started: (job: JobLabels, waitSeconds: number | undefined) => void
   /** `completed`; `runtimeSeconds` from `active` to completion, when both were seen. */
   succeeded: (job: JobLabels, runtimeSeconds: number | undefined) => void
-  /** `failed` for good (no attempt left); `exception`: the error's class name as its stack starts, when known. */
-  failed: (job: JobLabels, exception: string | undefined) => void
+  /** `failed` for good (no attempt left); `stacktrace`: the job's BullMQ field (JSON array, one stack per attempt), when still there. */
+  failed: (job: JobLabels, stacktrace: string | undefined) => void
   /** A failed attempt that will run again (moved back to waiting or delayed by its backoff). */
   retried: (job: JobLabels) => void
   /** `removed` before finishing (Celery's `task-revoked`). */
