@@ -524,7 +524,7 @@ export class WorkerCollector {
     }
     for (const [i, [id, f]] of parsed.entries()) {
       q.lastId = id
-      // A stalled job is put back to wait (`waiting` from `active`) then `stalled`: BullMQ's requeue, not a retry.
+      // A stalled job is put back to wait (`waiting` from `active`) then `stalled`: BullMQ's requeue, not a failed attempt.
       if (f.event === 'waiting' && f.prev === 'active' && parsed[i + 1]?.[1].event === 'stalled' && parsed[i + 1]?.[1].jobId === f.jobId) f.prev = 'stalled'
       // `clean` removes jobs without an event per job.
       if (f.event === 'cleaned') q.needsSnapshot = true
@@ -552,8 +552,9 @@ export class WorkerCollector {
         this.lifecycle.rejected(labels)
         break
       case 'waiting':
-        if (f.prev === 'active') {
-          this.lifecycle.retried(labels)
+        // `stalled`: set by apply() for a stall's requeue, RETRY here but rejected, not retried, for celery-exporter.
+        if (f.prev === 'active' || f.prev === 'stalled') {
+          if (f.prev === 'active') this.lifecycle.retried(labels)
           this.setState(q, job, 'RETRY')
         } else if (f.prev === 'delayed') {
           if (job.state !== 'RETRY') {
