@@ -7,9 +7,8 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import IORedis from 'ioredis'
-import { freePort } from './helpers/net'
-import { promQuery, ROOT, startProcess, startPrometheus, waitFor, type Prometheus } from './helpers/prometheus'
+import { startDemo } from './helpers/demo'
+import { promQuery, ROOT, startPrometheus, waitFor, type Prometheus } from './helpers/prometheus'
 
 interface Variable { name: string, query: string, includeAll: boolean, multi: boolean }
 interface Query { panel: string, refId: string, expr: string }
@@ -22,9 +21,6 @@ interface Mixin {
 const MIXIN = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/celery-mixin/queries.json'), 'utf8')) as Mixin
 /** Queries that cannot have data from BullMQ, by dashboard and panel (docs/workers.md, "celery-mixin"). */
 const NOT_FOR_BULLMQ: ReadonlyArray<{ dashboard: string, panel: string, why: string }> = []
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379/0'
-const START_COMMAND = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!
 /** The mixin selects `job=~".*celery.*"` (and `celery|celery-exporter`): the scrape job is named so. */
 const JOB = 'celery'
 /** Grafana's built-in variables for a 1 s scrape interval and a 5-minute dashboard range. */
@@ -59,27 +55,13 @@ async function expandVariables (prometheus: Prometheus, variables: Variable[]): 
 }
 
 t.test('celery-mixin dashboards and alerts have data from a real Prometheus scraping the demo', async (t) => {
-  const appPort = await freePort()
-  const app = `http://127.0.0.1:${appPort}`
-  const bullPrefix = `um-mixin-${process.pid}`
-  // `npm start` with Redis found on localhost; more jobs a second than by default so that every
-  // state (failures for good, retries, removals, stalls) shows within the window.
-  const env: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'warn', BULL_PREFIX: bullPrefix, DEMO_JOBS_PER_SECOND: '10' }
-  delete env.REDIS_URL
-  delete env.DEMO_WORKER
-  const demo = startProcess(t, 'demo', 'sh', ['-c', START_COMMAND], env, { group: true })
-  t.teardown(async () => {
-    await demo.stop() // first, so that it adds no keys after the cleanup
-    const redis = new IORedis(LOCAL_REDIS_URL)
-    const keys = await redis.keys(`${bullPrefix}:*`)
-    if (keys.length > 0) await redis.del(...keys)
-    redis.disconnect()
-  })
-  await waitFor('the demo to answer /healthz', 60_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
+  // More jobs a second than by default, so that every state (failures for good, retries, removals,
+  // stalls) shows within the window.
+  const demo = await startDemo(t, 'um-mixin', { LOG_LEVEL: 'warn', DEMO_JOBS_PER_SECOND: '10' })
 
   const prometheus = await startPrometheus(t, {
     global: { scrape_interval: '1s', evaluation_interval: '1s' },
-    scrape_configs: [{ job_name: JOB, static_configs: [{ targets: [`127.0.0.1:${appPort}`] }] }]
+    scrape_configs: [{ job_name: JOB, static_configs: [{ targets: [`127.0.0.1:${demo.port}`] }] }]
   })
 
   const dashboards = MIXIN.dashboards
