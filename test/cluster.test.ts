@@ -1,4 +1,5 @@
 // cluster: true with real workers (test/fixtures/cluster.mjs on the built dist/) and a real Prometheus.
+import { execFileSync } from 'node:child_process'
 import t, { type Test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { key, parse } from './helpers/metrics'
@@ -157,4 +158,21 @@ t.test('non-finite gauges cross the process boundary; sums do not depend on the 
   }
   // 0.1 + 0.2 + 0.3 is 0.6000000000000001 in that order and 0.6 in others: one answer, the correctly rounded sum.
   t.same([...texts], ['test_fraction_sum 0.6'], 'the same sum on every scrape, whatever the arrival order')
+})
+
+t.test('node:cluster is loaded only by an app with cluster: true', async (t) => {
+  // A child process of its own: this one (tap) may have loaded node:cluster already.
+  const loaded = (options: string): string[] => {
+    const script = `
+      const Fastify = require('fastify')
+      const upstreamMetrics = require('./dist/index.js').default
+      const app = Fastify()
+      app.register(upstreamMetrics, ${options})
+      app.ready().then(() => app.inject('/metrics')).then(() => app.close()).then(() => {
+        console.log(JSON.stringify(process.moduleLoadList.filter((m) => /^NativeModule (internal\\/)?cluster\\b/.test(m))))
+      })`
+    return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })) as string[]
+  }
+  t.same(loaded('{ runtimeMetrics: false }'), [], 'not loaded without the option')
+  t.ok(loaded('{ runtimeMetrics: false, cluster: true }').includes('NativeModule cluster'), 'loaded with it (the check can see it)')
 })
