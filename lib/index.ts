@@ -4,7 +4,7 @@ import plugin from './plugin'
 export type { CacheOptions, HttpOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, WorkerMetricsOptions } from './types'
 export type { CacheOutcome, InstrumentCacheOptions, UpstreamCacheMetrics } from './cache'
 export { instrumentCache, recordCacheGet } from './cache'
-export { setupClusterPrimary } from './cluster/index'
+export { setupClusterPrimary } from './cluster'
 export { CONTENT_TYPE } from './exposition'
 export { DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS } from './names'
 
