@@ -5,6 +5,7 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { key, parse, series } from './helpers/metrics'
+import { deferred } from './helpers/wait'
 
 /** The messages a Fastify logger writes. */
 function capturingLogger (): { lines: string[], stream: Writable } {
@@ -203,7 +204,7 @@ t.test('collectTimeoutMs bounds each observable callback', async (t) => {
     await app.register(upstreamMetrics, { runtimeMetrics: false, collectTimeoutMs })
     // Settles only after the scrape (100 ms) or on a 300 ms timer, which fires before a 3 s timeout
     // set after it whatever the load: Node runs timers in the order they are due.
-    const settle = Promise.withResolvers<void>()
+    const settle = deferred()
     const timer = collectTimeoutMs === undefined ? setTimeout(settle.resolve, 300) : undefined
     app.upstreamMetrics.meter.createObservableGauge('shop_slow_depth').addCallback(async (result) => {
       await settle.promise

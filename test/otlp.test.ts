@@ -10,7 +10,8 @@ import { Family } from '../lib/store'
 import type { UpstreamMetricsOptions } from '../lib/types'
 import { key, parse, parseLabels, type Exposition } from './helpers/metrics'
 import { freePort } from './helpers/net'
-import { CUMULATIVE, Receiver, STRATEGIES, metricName, translate, waitFor, type OtlpRequest, type Received } from './helpers/otlp'
+import { CUMULATIVE, Receiver, STRATEGIES, metricName, translate, type OtlpRequest, type Received } from './helpers/otlp'
+import { waitFor } from './helpers/wait'
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const OTLP_MODULES = /[\\/](exporter-metrics-otlp-proto|exporter-metrics-otlp-http|otlp-exporter-base|otlp-transformer)[\\/]|[\\/]lib[\\/]otlp[\\/]index\./
@@ -111,7 +112,7 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
 
   // Quiet from here: the next export and a scrape see the same counts.
   const quiet = Date.now()
-  const pushed = await waitFor(() => receiver.last(quiet + 50), 'an export after the traffic stopped')
+  const pushed = await waitFor('an export after the traffic stopped', () => receiver.last(quiet + 50))
   const scraped = await scrape(app)
 
   t.equal(pushed.path, '/v1/metrics')
@@ -169,7 +170,7 @@ t.test('the django names survive each common translation strategy', async (t) =>
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: receiver.url, intervalMs: 200 } })
   await app.ready()
   await app.inject('/x')
-  const pushed = await waitFor(() => receiver.last(), 'an export')
+  const pushed = await waitFor('an export', () => receiver.last())
   const scraped = await scrape(app)
   await app.close()
   const scrapedNames = [...scraped.type.keys()].sort()
@@ -212,13 +213,13 @@ t.test('a Collector that is down, slow, then failing costs the app nothing but o
 
   let gets = 0
   const failuresAtLeast = async (n: number, phase: string): Promise<void> => {
-    await waitFor(async () => {
+    await waitFor(`${phase}: ${n} failed exports`, async () => {
       const res = await app.inject('/work')
       t.equal(res.statusCode, 200, `${phase}: the app answers`)
       gets++
       const failures = exportsOf((await scrape(app)).samples, 'failure')
       return failures >= n ? failures : undefined
-    }, `${phase}: ${n} failed exports`)
+    })
   }
 
   // Down: nothing listens on the port.
@@ -240,7 +241,7 @@ t.test('a Collector that is down, slow, then failing costs the app nothing but o
   // Back.
   receiver.behaviour = { kind: 'ok' }
   const back = Date.now()
-  const first = await waitFor(() => receiver.last(back), 'an export once the Collector is back')
+  const first = await waitFor('an export once the Collector is back', () => receiver.last(back))
   const translated = translate(first.body)
   const totalGets = translated.samples.get(key('django_http_requests_total_by_method_total', { method: 'GET' }))
   t.ok(totalGets !== undefined && totalGets >= gets, `the first export after the outage carries every request of it (${totalGets} ≥ ${gets})`)
@@ -271,11 +272,11 @@ t.test('over many failing intervals nothing is queued and the heap stays flat', 
   for (let i = 0; i < 300; i++) await app.inject(`/r${i}/1`)
 
   const failures = async (): Promise<number> => exportsOf((await scrape(app)).samples, 'failure')
-  await waitFor(async () => (await failures()) >= 10 ? true : undefined, '10 failed exports', 15_000, 200)
+  await waitFor('10 failed exports', async () => (await failures()) >= 10, { intervalMs: 200 })
   gc()
   const heapBefore = process.memoryUsage().heapUsed
   const failedBefore = await failures()
-  await waitFor(async () => (await failures()) >= failedBefore + 60 ? true : undefined, '60 more failed exports', 30_000, 200)
+  await waitFor('60 more failed exports', async () => (await failures()) >= failedBefore + 60, { timeoutMs: 30_000, intervalMs: 200 })
   gc()
   const growth = process.memoryUsage().heapUsed - heapBefore
   t.ok(receiver.maxOpen <= 2, `at most ${receiver.maxOpen} exports open at once at the Collector`)
@@ -310,7 +311,7 @@ t.test('close() sends the last interval, and never waits long on a dead Collecto
   ])
   t.equal(closed, 'closed')
   t.equal(receiver.arrived, arrived + 1, 'the last export was attempted')
-  await waitFor(() => receiver.open === 0 ? true : undefined, 'the request to be abandoned', 5_000)
+  await waitFor('the request to be abandoned', () => receiver.open === 0, { timeoutMs: 5_000 })
 })
 
 t.test('push alone (path: false), configured from the standard environment variables', async (t) => {
@@ -334,7 +335,7 @@ t.test('push alone (path: false), configured from the standard environment varia
   await app.inject('/ping')
   await app.inject('/ping')
   const since = Date.now()
-  const pushed: Received = await waitFor(() => receiver.last(since), 'an export')
+  const pushed: Received = await waitFor('an export', () => receiver.last(since))
   await app.close()
   t.equal(pushed.path, '/v1/metrics', 'the metrics path is appended to OTEL_EXPORTER_OTLP_ENDPOINT')
   t.equal(pushed.headers['x-api-key'], 's3cret')
@@ -358,7 +359,7 @@ t.test('option headers go with every export; the default instance is host:pid', 
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: receiver.url, headers: { authorization: 'Bearer abc' }, intervalMs: 150 } })
   await app.ready()
-  const pushed = await waitFor(() => receiver.last(), 'an export')
+  const pushed = await waitFor('an export', () => receiver.last())
   await app.close()
   t.equal(pushed.headers.authorization, 'Bearer abc')
   const body: OtlpRequest = pushed.body
