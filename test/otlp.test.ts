@@ -85,7 +85,8 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
     countScrape: false,
     cache: { redis: false },
     worker: { broker: 'redis://127.0.0.1:6379/0', queues: ['otlp-test'] },
-    otlp: { endpoint: receiver.url, intervalMs: 200, serviceName: 'shop', resourceAttributes: { 'service.instance.id': 'shop-1', 'deployment.environment': 'test' } }
+    // No periodic export within the test: the one compared is made by flush(), between two scrapes.
+    otlp: { endpoint: receiver.url, intervalMs: 3_600_000, serviceName: 'shop', resourceAttributes: { 'service.instance.id': 'shop-1', 'deployment.environment': 'test' } }
   })
   t.teardown(() => app.close())
   t.not(otlpModulesLoaded().length, 0, 'the exporter is loaded once push is on (so the check above can fail)')
@@ -110,10 +111,15 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
   await pool.query('SELECT 1')
   await pool.query('SELECT * FROM no_such_table_otlp').catch(() => {})
 
-  // Quiet from here: the next export and a scrape see the same counts.
-  const quiet = Date.now()
-  const pushed = await waitFor('an export after the traffic stopped', () => receiver.last(quiet + 50))
+  // Quiet from here. The export's collection falls between the two scrapes: every series of the first
+  // is pushed, every pushed series is in the second, and only what moves by itself (the runtime's, such
+  // as a GC kind seen for the first time, and the push's own counters) may differ between them.
+  const before = await scrape(app)
+  await app.upstreamMetrics.flush()
+  const pushed = receiver.last()
   const scraped = await scrape(app)
+  if (pushed === undefined) throw new Error('flush() exported nothing')
+  t.equal(receiver.arrived, 1, 'one export: the one flush() made')
 
   t.equal(pushed.path, '/v1/metrics')
   t.match(pushed.headers['content-type'], /application\/x-protobuf/)
@@ -121,30 +127,29 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
   t.equal(translated.job, 'shop', 'service.name becomes job')
   t.equal(translated.instance, 'shop-1', 'service.instance.id becomes instance')
 
+  const runtime = (name: string): boolean => /^(process|nodejs)_/.test(name)
+  const moving = (family: string): boolean => runtime(family) || family.startsWith('upstream_metrics_otlp_')
   const names = new Set(scraped.type.keys())
-  t.same([...translated.families.keys()].sort(), [...names].sort(), 'every family on /metrics is pushed, under the same name once translated')
+  const namesBefore = new Set(before.type.keys())
+  t.same([...namesBefore].filter((name) => !translated.families.has(name)), [], 'every family on /metrics is pushed, under the same name once translated')
+  t.same([...translated.families.keys()].filter((name) => !names.has(name)), [], 'every pushed family is on /metrics')
+  t.same([...names].filter((name) => !namesBefore.has(name) && !moving(name)), [], 'no family but the runtime\'s and the push\'s appears in between')
   for (const [name, family] of translated.families) {
     t.equal(family.help, scraped.help.get(name), `${name}: description is the HELP`)
     // OTLP has no untyped: the migration gauges written `untyped` on /metrics (for promtool) are pushed as gauges.
     const expectedType = INNER_TOTAL.includes(name) || scraped.type.get(name) === 'untyped' ? 'gauge' : scraped.type.get(name)
     t.equal(family.type, expectedType, `${name}: ${family.type}`)
   }
-  const runtime = (name: string): boolean => /^(process|nodejs)_/.test(name)
   const expected = normalized(scraped.samples)
+  const expectedBefore = normalized(before.samples)
   const got = translated.samples
   const families = [...names]
-  // The push's own counters move with the export itself.
-  const stable = (sample: string): boolean => !runtime(familyOf(sample, families) ?? sample) && !sample.startsWith('upstream_metrics_otlp_')
-  t.same(
-    [...got.keys()].sort(),
-    [...expected.keys()].sort(),
-    'the same series: names, label names, label values and bucket bounds'
-  )
-  t.same(
-    Object.fromEntries([...got].filter(([k]) => stable(k))),
-    Object.fromEntries([...expected].filter(([k]) => stable(k))),
-    'the same values (runtime gauges move between the two reads and are compared by series only)'
-  )
+  const stable = (sample: string): boolean => !moving(familyOf(sample, families) ?? sample)
+  const stableOf = (samples: Map<string, number>): Record<string, number> => Object.fromEntries([...samples].filter(([k]) => stable(k)))
+  t.same([...expectedBefore.keys()].filter((k) => !got.has(k)), [], 'the same series: names, label names, label values and bucket bounds (every one of /metrics is pushed…)')
+  t.same([...got.keys()].filter((k) => !expected.has(k)), [], '…and every pushed one is on /metrics)')
+  t.same(stableOf(got), stableOf(expectedBefore), 'the same values (the runtime\'s and the push\'s own move by themselves: compared by series only)')
+  t.same(stableOf(expected), stableOf(expectedBefore), 'nothing else moved between the two scrapes')
   // The traffic is in there, under the django names and labels.
   t.equal(got.get(key('django_http_requests_total_by_method_total', { method: 'GET' })), 7)
   t.equal(got.get(key('django_http_responses_total_by_status_view_method_total', { status: '201', view: '/claims', method: 'POST' })), 1)
