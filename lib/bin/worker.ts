@@ -2,7 +2,7 @@
 import { createServer } from 'node:http'
 import { parseArgs } from 'node:util'
 import { CONTENT_TYPE } from '../exposition'
-import { Telemetry } from '../provider'
+import { Telemetry } from '../telemetry'
 import { startRuntimeMetrics } from '../runtime'
 import { Store } from '../store'
 import { WorkerCollector, type WorkerLogger } from '../worker/collector'
