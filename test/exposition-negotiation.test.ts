@@ -1,7 +1,7 @@
 // Content negotiation of the scrape: OpenMetrics 1.0 to scrapers that prefer it (Prometheus's default Accept),
 // text 0.0.4 otherwise, gzip when asked; a real Prometheus stores the same series from both formats.
 import { gunzipSync } from 'node:zlib'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { acceptsGzip, negotiateFormat } from '../lib/negotiation'
@@ -46,7 +46,7 @@ t.test('gzip follows Accept-Encoding and its q-values', async (t) => {
   for (const [header, gzip] of cases) t.equal(acceptsGzip(header), gzip, String(header))
 })
 
-async function app (t: Parameters<Parameters<typeof t.test>[1]>[0], options: Record<string, unknown> = {}): Promise<FastifyInstance> {
+async function app (t: Test, options: Record<string, unknown> = {}): Promise<FastifyInstance> {
   const fastify = Fastify({ logger: false })
   await fastify.register(upstreamMetrics, { db: false, cache: false, runtimeMetrics: false, countScrape: false, ...options })
   fastify.get('/claims/:id', async () => ({ ok: true }))
