@@ -20,8 +20,12 @@ let pending: GetSpan | undefined
  * the socket (a reconnection starts outside any transaction), or the client while it has none.
  */
 const inTransaction = new WeakSet<object>()
+/** Apps that never send MULTI skip the lookup. */
+let transactionSeen = false
 
 function followTransaction (client: unknown, name: unknown): boolean {
+  if (name === 'multi') transactionSeen = true
+  if (!transactionSeen) return false
   const connection = (client as { stream?: object }).stream ?? client as object
   if (name === 'multi') inTransaction.add(connection)
   else if (name === 'exec' || name === 'discard') inTransaction.delete(connection)
