@@ -185,3 +185,18 @@ t.test('a series counted by several workers keeps the earliest start time (its _
   totals.leave(1)
   t.same(starts(totals.answer()), [early, early], 'across a gone worker too')
 })
+
+t.test('histogram exemplars: each bucket keeps the most recent of the workers\' exemplars, in either order', async (t) => {
+  const exemplar = (trace: string, timestamp: string) => ({ labels: { trace_id: trace, span_id: 's' }, value: 0.5, timestamp })
+  const withExemplars = (exemplars: unknown[]): MetricData => {
+    const metric = histogram('h', 1, [1, 1])
+    return { ...metric, dataPoints: (metric.dataPoints as any[]).map((p) => ({ ...p, value: { ...p.value, exemplars } })) } as MetricData
+  }
+  const one = collection(withExemplars([exemplar('old', '100.5'), exemplar('newer', '300')]))
+  const two = collection(withExemplars([exemplar('new', '200.25'), undefined]))
+  const exemplarsOf = (answer: ScopeMetrics[]) => (answer[0]!.metrics[0]!.dataPoints[0]!.value as { exemplars?: Array<{ labels: { trace_id: string } } | undefined> }).exemplars?.map((e) => e?.labels.trace_id)
+  t.same(exemplarsOf(mergeScopeMetrics([one, two])), ['new', 'newer'])
+  t.same(exemplarsOf(mergeScopeMetrics([two, one])), ['new', 'newer'])
+  t.same(exemplarsOf(fromWire(JSON.parse(JSON.stringify(toWire(mergeScopeMetrics([one, two])))))), ['new', 'newer'], 'and they travel over IPC')
+  t.equal(exemplarsOf(mergeScopeMetrics([collection(histogram('h', 1, [1, 1]))])), undefined, 'none without exemplars')
+})
