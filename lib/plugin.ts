@@ -12,8 +12,8 @@ import { resolveOptions } from './options'
 import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
 import { requirePeer } from './peer'
 import { Telemetry } from './provider'
-import { Exposition, scrapeAnswer, type ScrapeNegotiation } from './scrape'
 import { startRuntimeMetrics } from './runtime'
+import { Exposition, scrapeAnswer, type ScrapeNegotiation } from './scrape'
 import { Store } from './store'
 import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
 import { WorkerCollector } from './worker/collector'
@@ -79,7 +79,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       if (checkAccess !== undefined && !await checkAccess(request, reply)) return
       let answer
       try {
-        answer = await scrapeAnswer(await exposition(), { accept: request.headers.accept, acceptEncoding: request.headers['accept-encoding'] }, negotiation)
+        answer = await scrapeAnswer(await exposition(), request.headers, negotiation)
       } catch (err) {
         request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
@@ -148,7 +148,7 @@ async function startListener (
       res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
-    exposition().then(async (collected) => await scrapeAnswer(collected, { accept: req.headers.accept, acceptEncoding: req.headers['accept-encoding'] }, negotiation)).then(
+    exposition().then(async (collected) => await scrapeAnswer(collected, req.headers, negotiation)).then(
       (answer) => res.writeHead(200, answer.headers).end(answer.body),
       (err) => {
         fastify.log.error({ err }, 'upstream-metrics: collecting metrics failed')
