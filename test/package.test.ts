@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Queue, Worker } from 'bullmq'
+import { OTLP_EXPORTER_VERSION } from '../lib/otlp/options'
 import { REDIS_URL, byName, connection, dropPrefix, key, scrape, startExporter, tasks, uniquePrefix, until } from './fixtures/worker-harness'
 
 // The packed tarball, installed into a fresh app, must work from CommonJS and ESM, without
@@ -83,7 +84,8 @@ app.ready().then(() => { console.log('registered'); return app.close() }, (err) 
   writeFileSync(join(dir, 'otlp.cjs'), `const app = require('fastify')()
 app.register(require('upstream-metrics'), { otlp: { endpoint: 'http://127.0.0.1:9/v1/metrics', timeoutMs: 200 } })
 app.ready().then(() => { console.log('registered'); return app.close() }, (err) => console.log(err.code + ' ' + err.message))`)
-  const exporterVersion = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> }).peerDependencies['@opentelemetry/exporter-metrics-otlp-proto']!
+  // The command names the exporter of the plugin's own OpenTelemetry line; the peer range also admits an SDK's neighbour (test/otel-sdk.test.ts).
+  const exporterVersion = OTLP_EXPORTER_VERSION
   t.match(execFileSync(process.execPath, ['otlp.cjs'], { cwd: dir, encoding: 'utf8', timeout: 30_000 }),
     `UPSTREAM_METRICS_MISSING_PEER upstream-metrics: the otlp option needs the package "@opentelemetry/exporter-metrics-otlp-proto", which is not installed; install it next to upstream-metrics (npm install @opentelemetry/exporter-metrics-otlp-proto@${exporterVersion})`,
     'otlp fails at register, naming the exact version to install')

@@ -320,15 +320,18 @@ function define (target: object, name: PropertyKey, value: unknown): void {
 /**
  * Wraps `proto[name]` on top of whatever is there, shimmer-style (`__original`, `__unwrap`,
  * `__wrapped`), without first unwrapping another instrumentation's wrapper as the stock
- * patch does: an app's own OpenTelemetry pg tracing, set up first, keeps working.
+ * patch does: an app's own OpenTelemetry pg tracing, set up first, keeps working. Set up
+ * later (an SDK started after `register`), the stock patch unwraps ours before wrapping:
+ * that unwrap leaves ours in place, beneath it, so both keep measuring; only unstack removes ours.
  */
 function stack (proto: Proto, name: string, wrapper: (original: AnyFn) => AnyFn): void {
   unstack(proto, name)
   const original = proto[name]
-  if (typeof original !== 'function') return
+  // Ours under another wrapper (patched through pg's main module and its client file) is still live.
+  if (typeof original !== 'function' || hasOurWrapper(original)) return
   const wrapped = wrapper(original as AnyFn)
   define(wrapped, '__original', original)
-  define(wrapped, '__unwrap', () => { if (proto[name] === wrapped) define(proto, name, original) })
+  define(wrapped, '__unwrap', () => {})
   define(wrapped, '__wrapped', true)
   define(wrapped, kOurs, true)
   define(proto, name, wrapped)
