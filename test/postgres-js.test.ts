@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -88,6 +88,8 @@ t.test('required after register: one warning on its first load, not on the secon
   const { warnings, db } = result(stdout)
   t.same(warnings, [POSTGRES_JS_WARNING], 'one warning, through the app\'s logger')
   t.match(POSTGRES_JS_WARNING, 'docs/postgresql.md, section "postgres.js"')
+  const doc = readFileSync(join(root, 'docs', 'postgresql.md'), 'utf8')
+  t.ok(doc.includes('\n## postgres.js\n') && doc.includes(POSTGRES_JS_WARNING), 'the section it names exists and quotes it')
   t.same(db, [], 'its queries are not counted (what the warning says)')
 })
 
