@@ -79,7 +79,8 @@ export interface UpstreamMetricsOptions {
   cluster?: boolean | { timeoutMs?: number | undefined } | undefined
   /**
    * PostgreSQL metrics (`django_db_*`, `django_model_*`, migrations) from every query sent
-   * through `pg`, measured by `@opentelemetry/instrumentation-pg`; `false` turns them off.
+   * through `pg` (measured by `@opentelemetry/instrumentation-pg`) or postgres.js 4 (its
+   * diagnostics channels); `false` turns them off.
    * @default { alias: 'default', defaultSchema: 'public', models: undefined, migrations: false, semconvMetrics: false }
    */
   db?: false | DbOptions | undefined

@@ -10,7 +10,7 @@ import { readMigrations } from './migrations'
 import { declaredModels, modelNames } from './models'
 import { modelLabel } from './sql'
 import { PG_PATCH, PgHub, type DbSink, type FinishedQuery } from './pg'
-import { watchPostgresJs } from './postgres-js'
+import { followPostgresJs, watchPostgresJs } from './postgres-js'
 
 export const VENDOR = 'postgresql'
 
@@ -163,11 +163,13 @@ export function instrumentDb (
   const hub = PgHub.of(lease.instrumentation)
   hub.add(sink)
   if (db.semconvMetrics) hub.meters.add(meterProvider)
+  const unfollow = followPostgresJs(hub)
   const unwatch = watchPostgresJs(fastify.log)
   return () => {
     hub.remove(sink)
     if (db.semconvMetrics) hub.meters.remove(meterProvider)
     lease.release()
+    unfollow()
     unwatch()
   }
 }
