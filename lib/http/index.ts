@@ -3,7 +3,7 @@ import type { Faults } from '../faults'
 import type { ResolvedOptions } from '../options'
 import type { Store } from '../store'
 import { HttpRecorder } from './recorder'
-import { wrapSend, wrapViews } from './reply-patches'
+import { wrapReplies, wrapViews } from './reply-patches'
 
 export { exceptionType } from './labels'
 export { kScrapeRoute } from './routes'
@@ -13,7 +13,7 @@ export { kScrapeRoute } from './routes'
  * `onRequest` (django's Before/After `process_request` and `process_view`), response
  * side in `onResponse`, exceptions in `onError`. A request whose `onRequest` never ran
  * (an earlier hook answered it) is recorded on both sides when it responds; a request
- * whose client left is recorded when its handler's reply is written (see `wrapSend`).
+ * whose client left is recorded when its handler's reply is written (see `wrapReplies`).
  */
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
   const recorder = new HttpRecorder(store, options)
@@ -46,7 +46,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  wrapSend(fastify, (reply) => {
+  wrapReplies(fastify, (reply) => {
     try {
       recorder.recordResponse(reply.request, reply)
     } catch (err) {

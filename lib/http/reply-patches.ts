@@ -15,9 +15,10 @@ const kWrapper = Symbol('upstream-metrics.wrapper')
 
 type MarkedReply = FastifyReply & { [kStreamed]?: boolean, [kTemplate]?: string }
 type Send = (this: FastifyReply, payload?: unknown) => FastifyReply
+type Hijack = (this: FastifyReply) => FastifyReply
 type Wrapped<F> = F & { [kWrapper]?: true }
 
-/** Whether the handler replied with a stream (a streaming response for django). */
+/** Whether the handler replied with a stream or wrote the response itself (a streaming response for django). */
 export function isStreamed (reply: FastifyReply): boolean {
   return (reply as MarkedReply)[kStreamed] === true
 }
@@ -48,10 +49,11 @@ function replyPrototype (fastify: FastifyInstance): Record<string, unknown> | un
  * `reply.send` is where a handler's reply reaches Fastify, whatever the handler's style: the
  * one place that sees a stream payload (piped with its Content-Length, a streaming response
  * for django) and a reply to a client that already left. Wrapped once, on this instance's
- * reply prototype; per reply it costs a type check and two property reads. `onAbandoned`
- * records the response of a reply whose client left: Fastify never runs `onResponse` for it.
+ * reply prototype; per reply it costs a type check and two property reads. `reply.hijack`,
+ * the other way a reply reaches the client, is wrapped too. `onAbandoned` records the
+ * response of a reply whose client left: Fastify never runs `onResponse` for it.
  */
-export function wrapSend (fastify: FastifyInstance, onAbandoned: (reply: FastifyReply) => void, faults: Faults): void {
+export function wrapReplies (fastify: FastifyInstance, onAbandoned: (reply: FastifyReply) => void, faults: Faults): void {
   const proto = replyPrototype(fastify)
   if (proto === undefined) {
     fastify.log.warn('upstream-metrics: this Fastify version hides its reply prototype; streamed replies with a Content-Length and replies to clients that left are not told apart')
@@ -114,6 +116,18 @@ export function wrapSend (fastify: FastifyInstance, onAbandoned: (reply: Fastify
   }
   metricsSend[kWrapper] = true
   Object.defineProperty(proto, 'send', { value: metricsSend, writable: true, configurable: true, enumerable: false })
+
+  // A hijacked reply (server-sent events, long polls) is written by the app: django's
+  // StreamingHttpResponse. Its `finish` runs `onResponse`; a client that leaves first does not.
+  const hijack = proto.hijack as Wrapped<Hijack> | undefined
+  if (typeof hijack !== 'function' || hijack[kWrapper] === true) return
+  const metricsHijack: Wrapped<Hijack> = function (this: MarkedReply): FastifyReply {
+    this[kStreamed] = true
+    watchClose(this)
+    return hijack.call(this)
+  }
+  metricsHijack[kWrapper] = true
+  Object.defineProperty(proto, 'hijack', { value: metricsHijack, writable: true, configurable: true, enumerable: false })
 }
 
 /**
