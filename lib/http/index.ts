@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Faults } from '../faults'
 import type { ResolvedOptions } from '../options'
 import type { Store } from '../store'
+import { untracedAddHook } from '../fastify-internals'
 import { HttpRecorder } from './recorder'
 import { wrapReplies, wrapViews } from './reply-patches'
 
@@ -18,8 +19,9 @@ export { kScrapeRoute } from './routes'
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
   const recorder = new HttpRecorder(store, options)
   fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
+  const addHook = untracedAddHook(fastify)
 
-  fastify.addHook('onRequest', function metricsOnRequest (request, reply, done) {
+  addHook('onRequest', function upstreamMetricsOnRequest (request, reply, done) {
     try {
       recorder.track(request)
     } catch (err) {
@@ -28,7 +30,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  fastify.addHook('onError', function metricsOnError (request, reply, error, done) {
+  addHook('onError', function upstreamMetricsOnError (request, reply, error, done) {
     try {
       recorder.recordError(request, reply, error)
     } catch (err) {
@@ -37,7 +39,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  fastify.addHook('onResponse', function metricsOnResponse (request, reply, done) {
+  addHook('onResponse', function upstreamMetricsOnResponse (request, reply, done) {
     try {
       recorder.recordResponse(request, reply)
     } catch (err) {

@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Faults } from '../faults'
+import { replyPrototype } from '../fastify-internals'
 import { templateName } from './labels'
 
-// The one module that reaches into Fastify's internals: its private reply prototypes,
-// `reply.send`, the raw response's `end`, and @fastify/view's `reply.view`.
+// The one module that patches replies: `reply.send` and `reply.hijack` on Fastify's private
+// reply prototypes, the raw response's `end`, and @fastify/view's `reply.view`.
 
 /** On a reply whose payload is a stream (set by the `send` wrapper). */
 const kStreamed = Symbol('upstream-metrics.streamed')
@@ -33,16 +34,6 @@ function isStreamPayload (payload: object): boolean {
   return typeof (payload as { pipe?: unknown }).pipe === 'function' ||
     typeof (payload as { getReader?: unknown }).getReader === 'function' ||
     (typeof Response === 'function' && payload instanceof Response && payload.body !== null)
-}
-
-/** The reply prototype of this Fastify instance (its own, not the one every instance shares). */
-function replyPrototype (fastify: FastifyInstance): Record<string, unknown> | undefined {
-  const kReply = Object.getOwnPropertySymbols(fastify).find((s) => s.description === 'fastify.Reply')
-  const Reply = kReply === undefined ? undefined : (fastify as unknown as Record<symbol, unknown>)[kReply]
-  const proto = typeof Reply === 'function' ? (Reply as { prototype?: unknown }).prototype : undefined
-  return typeof proto === 'object' && proto !== null && typeof (proto as { send?: unknown }).send === 'function'
-    ? proto as Record<string, unknown>
-    : undefined
 }
 
 /**
