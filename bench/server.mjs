@@ -8,11 +8,11 @@ const app = Fastify({ logger: false })
 let served = 0
 
 if (setup === 'plugin' || setup === 'plugin+runtime' || setup === 'plugin+semconv') {
-  const { default: upstreamMetrics } = await import('../dist/entry.mjs')
+  const { default: upstreamMetrics } = await import(`${process.env.BENCH_DIST ?? '../dist'}/entry.mjs`)
   await app.register(upstreamMetrics, { runtimeMetrics: setup === 'plugin+runtime', http: { semconvMetrics: setup === 'plugin+semconv' } })
 } else if (setup === 'plugin+otlp') {
   // bench/otlp.mjs: the plugin pushing to its receiver.
-  const { default: upstreamMetrics } = await import('../dist/entry.mjs')
+  const { default: upstreamMetrics } = await import(`${process.env.BENCH_DIST ?? '../dist'}/entry.mjs`)
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: process.env.OTLP_ENDPOINT, intervalMs: Number(process.env.OTLP_INTERVAL_MS) } })
 } else if (setup === 'fastify-metrics') {
   const { default: fastifyMetrics } = await import('fastify-metrics')
