@@ -2,7 +2,8 @@
 // machine. node bench/callgrind.mjs [--runs=bare,empty-hooks,plugin,plugin@other/dist]
 // [--warmup=N] [--requests=N]. Each run is bench/server.mjs with that setup (and that build of
 // the plugin, `dist` unless given) under callgrind, uninstrumented until warm; then only the
-// main thread's instructions over the measured requests are counted.
+// main thread's instructions over the measured requests are counted. One connection, so every
+// request is one turn of the event loop. Repeat a setup in --runs to see the run-to-run spread.
 import { execFileSync, fork } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -34,7 +35,7 @@ async function measure (setup, dist) {
   const out = mkdtempSync(join(tmpdir(), 'callgrind-'))
   const child = fork(join(here, 'server.mjs'), [setup], {
     execPath: 'valgrind',
-    execArgv: ['--tool=callgrind', '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16', '--single-threaded'],
+    execArgv: ['--tool=callgrind', '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16'],
     env: { ...process.env, BENCH_DIST: dist },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
   })
@@ -46,8 +47,9 @@ async function measure (setup, dist) {
   const result = await load(port, requests)
   execFileSync('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore' })
   await new Promise((resolve) => { child.once('exit', resolve); child.send('exit') })
-  // The main thread's part of the dump taken after the measured requests: with V8 single-threaded
-  // it holds the JavaScript, the compiler and the GC; libuv's idle pool threads are left out.
+  // The main thread's part of the dump taken after the measured requests: V8's compiler and GC
+  // helper threads run on their own schedule. (With --single-threaded they land on the main thread,
+  // and a major GC or a tier-up inside the window moved the same setup by up to ±4 % between runs.)
   const dump = readdirSync(out).find((f) => /\.1-01$/.test(f))
   const totals = readFileSync(join(out, dump), 'utf8').match(/^(?:summary|totals): (\d+)/m)
   rmSync(out, { recursive: true, force: true })
