@@ -48,6 +48,12 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+/**
+ * Fastify's own register options, and what fastify-cli's test helper adds (`skipOverride`): accepted and, as Fastify
+ * does for every fastify-plugin plugin, without effect (the plugin runs in the context it is registered in).
+ */
+const REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers', 'skipOverride']
+const FORWARDED_HINT = '; if @fastify/autoload passed your app\'s options along, register the plugin from a wrapper with its own options (docs/apps.md#fastify-cli-and-fastifyautoload)'
 const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
@@ -180,7 +186,7 @@ function worker (value: unknown): ResolvedOptions['worker'] {
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
   const options = (input ?? {}) as Record<string, unknown>
   if (!isPlainObject(options)) fail('options', 'must be an object', kind(options))
-  onlyKeys(options, '', KNOWN)
+  onlyKeys(options, '', KNOWN, REGISTER_KEYS, FORWARDED_HINT)
 
   const path = options.path ?? '/metrics'
   if (path !== false && (typeof path !== 'string' || !path.startsWith('/'))) fail('path', 'must be a path starting with "/" or false', show(path))

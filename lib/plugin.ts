@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accessCheck, credentials, type Credentials } from './access'
 import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
-import { AlreadyRegisteredError, NotRootError } from './errors'
+import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
 import { Faults } from './faults'
 import { instrumentDb } from './db/index'
@@ -23,9 +23,8 @@ export const DECORATOR = 'upstreamMetrics'
 
 async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
-  // A child context's instance inherits from its parent's; the root's is a plain object.
-  if (Object.getPrototypeOf(fastify) !== Object.prototype) throw new NotRootError()
-  if (fastify.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
+  const root = rootOf(fastify)
+  if (root.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
 
   const store = new Store(options.namespace, options.cardinalityLimit)
   const faults = new Faults(fastify.log)
@@ -48,8 +47,8 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   }
   try {
     if (options.runtimeMetrics) stops.push(startRuntimeMetrics(telemetry.runtimeMeter))
-    instrumentHttp(fastify, store, options, faults)
-    stops.push(instrumentDb(fastify, store, options, faults, telemetry.meters))
+    instrumentHttp(root, store, options, faults)
+    stops.push(instrumentDb(root, store, options, faults, telemetry.meters))
     const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
     stops.push(() => cache.stop())
     const worker = options.worker === undefined
@@ -109,12 +108,26 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       cache: cache.api,
       flush: async () => { await push?.reader.forceFlush().catch(() => {}) }
     }
-    fastify.decorate(DECORATOR, decoration)
+    root.decorate(DECORATOR, decoration)
   } catch (err) {
     await stopAll()
     throw err
   }
   fastify.addHook('onClose', stopAll)
+}
+
+/**
+ * The instance every context of the app inherits from: Fastify makes each encapsulated context with
+ * `Object.create(parent)`. A hook added to it reaches every route, declared before or after, in any plugin, and the
+ * 404 handlers (Fastify passes it on to the existing contexts and settles every route's hooks when the app is ready),
+ * so the plugin measures the whole app wherever it is registered: inside fastify-cli's `app.js`, an autoloaded folder.
+ */
+function rootOf (fastify: FastifyInstance): FastifyInstance {
+  let root = fastify
+  for (let parent: unknown = Object.getPrototypeOf(root); parent !== Object.prototype && parent !== null; parent = Object.getPrototypeOf(root)) {
+    root = parent as FastifyInstance
+  }
+  return root
 }
 
 /** One collection's text, encoded at most once however many scrapes share it. */
