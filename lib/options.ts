@@ -1,6 +1,7 @@
 import type { ResolvedCacheOptions } from './cache'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
+import { PM2_DOC, pm2Cluster } from './pm2'
 import { describe, kind, show, showUrl } from './redact'
 import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { fail, isPlainObject, onlyKeys } from './validate'
@@ -234,6 +235,9 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) fail('cluster.timeoutMs', 'must be a positive number of milliseconds', describe(timeoutMs))
     cluster = { timeoutMs }
   } else if (options.cluster !== undefined && options.cluster !== false) fail('cluster', 'must be true, false or { timeoutMs }', describe(options.cluster))
+  if (cluster !== undefined && pm2Cluster() !== undefined) {
+    fail('cluster', `cannot work in PM2 cluster mode, whose cluster primary is PM2's daemon (it cannot run setupClusterPrimary()); give each instance its own metrics port instead (${PM2_DOC})`, describe(options.cluster))
+  }
   const followed = worker(options.worker)
   // Every worker process would follow the same queues: summed, the celery histograms would count each job N times.
   if (cluster !== undefined && followed !== undefined) fail('worker', 'cannot be combined with cluster (run the upstream-metrics-worker command once instead)', 'both')

@@ -12,6 +12,7 @@ import { instrumentHttp, kScrapeRoute } from './http'
 import { resolveOptions } from './options'
 import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
 import { requirePeer } from './peer'
+import { warnUnderPm2 } from './pm2'
 import { Telemetry } from './provider'
 import { startRuntimeMetrics } from './runtime'
 import { Store } from './store'
@@ -25,6 +26,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const options = resolveOptions(opts)
   const root = rootOf(fastify)
   if (root.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
+  warnUnderPm2(options.path, fastify.log)
 
   const store = new Store(options.namespace, options.cardinalityLimit)
   const faults = new Faults(fastify.log)
