@@ -8,13 +8,14 @@ import { AlreadyRegisteredError } from './errors'
 import { CONTENT_TYPE } from './exposition'
 import { Faults } from './faults'
 import { instrumentDb } from './db/index'
-import { instrumentHttp, kScrapeRoute } from './http'
+import { instrumentHttp, kScrapeRoute } from './http/index'
 import { resolveOptions } from './options'
 import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
 import { requirePeer } from './peer'
 import { warnUnderPm2 } from './pm2'
-import { Telemetry } from './provider'
+import { Telemetry } from './telemetry'
 import { startRuntimeMetrics } from './runtime'
+import { singleFlight } from './single-flight'
 import { Store } from './store'
 import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
 import { WorkerCollector } from './worker/collector'
@@ -60,14 +61,14 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     if (push !== undefined && worker !== undefined) push.producer.beforeCollect = async () => { await worker.refresh() }
 
     // Scrapes that arrive while one is collected share its collection and its text.
-    const collectLocal = shared(async () => {
+    const collectLocal = singleFlight(async () => {
       await worker?.refresh()
       return await telemetry.collect()
     })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
     // Serialized once, and encoded once when served: the scrapes sharing it write the same bytes.
-    const exposition = shared(async (): Promise<Exposition> => {
+    const exposition = singleFlight(async (): Promise<Exposition> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
       return new Exposition(telemetry.serialize(scopeMetrics))
     })
@@ -140,18 +141,6 @@ class Exposition {
   bytes (): Buffer {
     this.encoded ??= Buffer.from(this.text)
     return this.encoded
-  }
-}
-
-/**
- * Calls `run` once for every caller that comes while it runs. It starts after the current
- * I/O phase, so that requests that arrived together join even when `run` would finish at once.
- */
-function shared<T> (run: () => Promise<T>): () => Promise<T> {
-  let running: Promise<T> | undefined
-  return async () => {
-    running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(run).finally(() => { running = undefined })
-    return await running
   }
 }
 

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { Queue, Worker } from 'bullmq'
-import { REDIS_URL, byName, connection, dropPrefix, key, scrape, startExporter, tasks, uniquePrefix, until } from './fixtures/worker-harness'
+import { REDIS_URL, byName, connection, dropPrefix, key, scrape, startExporter, tasks, uniquePrefix } from './fixtures/worker-harness'
+import { waitFor } from './helpers/wait'
 
 // The packed tarball, installed into a fresh app, must work from CommonJS, ESM and TypeScript, without
 // ioredis (an optional peer dependency), and with ioredis 6 installed for the worker command.
@@ -141,10 +142,10 @@ app.ready().then(() => { console.log('registered'); return app.close() }, (err) 
   })
   await exporter.waitFor('Connected to broker')
   for (const name of ['send', 'send', 'send', 'boom']) await queue.add(name, {})
-  const waiting = await until(async () => await scrape(exporter.url), (s) => tasks(s).PENDING === 4, 'the jobs to be seen')
-  t.equal(waiting.get(key('celery_queue_length', { queue: 'mail' })), 4)
+  const waiting = await waitFor('the jobs to be seen', async () => { const s = await scrape(exporter.url); return tasks(s).PENDING === 4 && s })
+  t.equal(waiting.get(key('celery_queue_length', { queue_name: 'mail' })), 4)
   worker.run().catch(() => {})
-  const done = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 3 && tasks(s).FAILURE === 1, 'the jobs to finish')
+  const done = await waitFor('the jobs to finish', async () => { const s = await scrape(exporter.url); return tasks(s).SUCCESS === 3 && tasks(s).FAILURE === 1 && s })
   t.same(tasks(done), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 3, FAILURE: 1, REVOKED: 0, RETRY: 0 }, 'exact counts through ioredis 6')
   t.same(byName(done, 'send'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 3, FAILURE: 0, REVOKED: 0, RETRY: 0 })
   t.equal(done.get('celery_workers'), 1)

@@ -5,7 +5,7 @@ import t from 'tap'
 import { docFiles } from './fixtures/fastify-cli'
 import { key, parse } from './helpers/metrics'
 import { freePort } from './helpers/net'
-import { waitFor } from './helpers/otlp'
+import { waitFor } from './helpers/wait'
 import { npm, packed, packedApp } from './helpers/packed-app'
 
 // npm installs and PM2 daemons: more room than the suite's 120 s when the machine is loaded (about a minute idle).
@@ -59,11 +59,11 @@ t.test('the recipe of docs/apps.md under `pm2 start app.js -i 2`: the instances\
   pm2(['start', 'app.js', '-i', '2', '--name', 'recipe'], { PORT: String(port), METRICS_PORT: String(metricsPort) })
   t.teardown(() => { pm2(['delete', 'recipe']) })
   const ports = [metricsPort, metricsPort + 1]
-  const first = await waitFor(async () => {
+  const first = await waitFor('both instances\' metrics ports', async () => {
     const both = await Promise.all(ports.map(async (p) => await samples(`http://127.0.0.1:${p}/metrics`)))
     return both.every((s) => s !== undefined) ? both as Array<Map<string, number>> : undefined
-  }, 'both instances\' metrics ports', 60_000, 100)
-  await waitFor(async () => await fetch(`http://127.0.0.1:${port}/patients/0`).then((res) => res.status === 200 ? true : undefined, () => undefined), 'the shared port', 30_000, 100)
+  }, { timeoutMs: 60_000, details: () => readLogs('recipe') })
+  await waitFor('the shared port', async () => await fetch(`http://127.0.0.1:${port}/patients/0`).then((res) => res.status === 200, () => false), { timeoutMs: 30_000 })
 
   // One request above; 106 more, each on a new connection, which PM2 hands to the instances in turn.
   let sent = 1
@@ -86,10 +86,10 @@ t.test('/metrics on the shared port under PM2 cluster mode: one warning per inst
   const port = await freePort()
   pm2(['start', 'shared.js', '-i', '2', '--name', 'shared'], { PORT: String(port) })
   t.teardown(() => { pm2(['delete', 'shared']) })
-  const warnings = await waitFor(() => {
+  const warnings = await waitFor('a warning from each instance', () => {
     const found = readLogs('shared').split('\n').filter((line) => line.includes('PM2 cluster mode'))
     return found.length === 2 ? found : undefined
-  }, 'a warning from each instance', 60_000, 100)
+  }, { timeoutMs: 60_000, details: () => readLogs('shared') })
   for (const line of warnings) {
     t.match(line, 'answers one instance\'s numbers per scrape')
     t.match(line, 'docs/apps.md#pm2')
@@ -100,10 +100,10 @@ t.test('cluster: true under PM2 cluster mode fails at register, saying why', asy
   const port = await freePort()
   pm2(['start', 'cluster.js', '-i', '2', '--name', 'cluster', '--no-autorestart'], { PORT: String(port) })
   t.teardown(() => { pm2(['delete', 'cluster']) })
-  const errors = await waitFor(() => {
+  const errors = await waitFor('the error of each instance', () => {
     const found = readLogs('cluster').split('\n').filter((line) => line.includes('UPSTREAM_METRICS_INVALID_OPTION'))
     return found.length === 2 ? found : undefined
-  }, 'the error of each instance', 60_000, 100)
+  }, { timeoutMs: 60_000, details: () => readLogs('cluster') })
   for (const line of errors) {
     t.match(line, 'option "cluster" cannot work in PM2 cluster mode')
     t.match(line, 'docs/apps.md#pm2')

@@ -4,7 +4,7 @@ import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { redactUrl, show, showUrl } from '../lib/redact'
 import { freePort } from './helpers/net'
-import { waitFor } from './helpers/otlp'
+import { waitFor } from './helpers/wait'
 
 const TOKEN = 'ghp_tok3nInTheUserPart'
 
@@ -42,7 +42,7 @@ t.test('an OTLP endpoint with a token as its user part: neither the start line n
   t.teardown(() => app.close())
   await app.ready()
   // Nothing listens on the port: the exports fail and one warning is logged.
-  const warning = await waitFor(() => log.lines().find((l) => l.msg.includes('OTLP export failed')), 'a failed-export warning')
+  const warning = await waitFor('a failed-export warning', () => log.lines().find((l) => l.msg.includes('OTLP export failed')))
   const start = log.lines().find((l) => l.msg.includes('pushing metrics over OTLP'))
   t.equal(start?.endpoint, `http://***@127.0.0.1:${port}/v1/metrics`, 'the start line shows where, without the token')
   t.equal(warning.endpoint, start?.endpoint, 'so does the warning')

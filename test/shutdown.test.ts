@@ -6,8 +6,9 @@ import upstreamMetrics from '../lib/index'
 import { CLOSE_TIMEOUT_MS } from '../lib/otlp/index'
 import { key } from './helpers/metrics'
 import { freePort } from './helpers/net'
-import { Receiver, translate, waitFor } from './helpers/otlp'
+import { Receiver, translate } from './helpers/otlp'
 import { packed, packedApp, run } from './helpers/packed-app'
+import { waitFor } from './helpers/wait'
 
 // npm installs: more room than the suite's 120 s when the machine is loaded (well under a minute idle).
 t.setTimeout(300_000)
@@ -79,7 +80,7 @@ t.test('a container-style stop (SIGTERM to the process) of the README quick star
     await server.exit
   })
   // The sample logs nothing: the first request is retried until the app listens.
-  let answered = await waitFor(async () => await fetch(`http://127.0.0.1:${port}/patients/0`).then((res) => res.status === 200 ? 1 : undefined, () => undefined), `the app to answer\n${server.output()}`, 30_000, 100)
+  let answered = await waitFor('the app to answer', async () => await fetch(`http://127.0.0.1:${port}/patients/0`).then((res) => res.status === 200 ? 1 : undefined, () => undefined), { timeoutMs: 30_000, details: server.output })
   for (let i = 1; i < 37; i++) {
     if ((await fetch(`http://127.0.0.1:${port}/patients/${i}`)).status === 200) answered++
   }
