@@ -2,11 +2,10 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
-import { docFiles } from './fixtures/fastify-cli'
 import { key, parse } from './helpers/metrics'
 import { freePort } from './helpers/net'
 import { waitFor } from './helpers/wait'
-import { npm, packed, packedApp } from './helpers/packed-app'
+import { docFiles, npm, packed, packedApp } from './helpers/packed-app'
 
 // npm installs and PM2 daemons: more room than the suite's 120 s when the machine is loaded (about a minute idle).
 t.setTimeout(300_000)

@@ -4,7 +4,7 @@
  * (`npm start`, `pm2`) run in their own process group, so that a signal reaches what they started.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -61,6 +61,17 @@ export function packedApp (base: PackedDir, name: string, deps: string[], files:
   npm([...NPM_INSTALL, base.tarball, `fastify@${require('fastify/package.json').version as string}`, ...deps], dir)
   for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text)
   return dir
+}
+
+/** The code blocks of docs/apps.md whose first line names a file: `// plugins/metrics.js`. */
+export function docFiles (): Map<string, string> {
+  const text = readFileSync(join(root, 'docs', 'apps.md'), 'utf8')
+  const files = new Map<string, string>()
+  for (const [, body] of text.matchAll(/^```\w*\n([\s\S]*?)^```$/gm)) {
+    const name = /^\/\/ ([\w./-]+)\n/.exec(body!)?.[1]
+    if (name !== undefined) files.set(name, body!)
+  }
+  return files
 }
 
 export interface Running {
