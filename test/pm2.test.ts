@@ -6,6 +6,7 @@ import { key, parse } from './helpers/metrics'
 import { freePort } from './helpers/net'
 import { waitFor } from './helpers/wait'
 import { docFiles, npm, packed, packedApp } from './helpers/packed-app'
+import { startPrometheus } from './helpers/prometheus'
 
 // npm installs and PM2 daemons: more room than the suite's 120 s when the machine is loaded (about a minute idle).
 t.setTimeout(300_000)
@@ -71,6 +72,7 @@ t.test('the recipe of docs/apps.md under `pm2 start app.js -i 2`: the instances\
     if (res.status === 200) sent++
   }
   t.equal(sent, 107)
+  const sentAt = Date.now()
   const after = await Promise.all(ports.map(async (p) => (await samples(`http://127.0.0.1:${p}/metrics`))!))
   const counts = after.map((s) => s.get(patients) ?? 0)
   t.equal(counts[0]! + counts[1]!, 107, `the two ports add up to every request (${counts.join(' + ')})`)
@@ -79,6 +81,15 @@ t.test('the recipe of docs/apps.md under `pm2 start app.js -i 2`: the instances\
     t.equal(s.get('process_start_time_seconds'), first[i]!.get('process_start_time_seconds'), `port ${ports[i]!}: one instance, the same start time at every scrape`)
   }
   t.notOk(readLogs('recipe').includes('PM2 cluster mode'), 'no warning: nothing is served on the shared port')
+
+  // A real Prometheus scraping the instances' ports, as docs/apps.md configures it.
+  const prometheus = await startPrometheus(t, {
+    global: { scrape_interval: '1s' },
+    scrape_configs: [{ job_name: 'upstream', static_configs: [{ targets: ports.map((p) => `127.0.0.1:${p}`) }] }]
+  })
+  await prometheus.scrapedAfter('upstream', sentAt, 2, 30_000)
+  const total = await prometheus.query('sum(django_http_responses_total_by_status_view_method_total{view="/patients/:id"})')
+  t.equal(total[0]?.value[1], '107', 'Prometheus\'s sum over the instances is every request')
 })
 
 t.test('/metrics on the shared port under PM2 cluster mode: one warning per instance naming PM2 and the doc section', async (t) => {
