@@ -36,6 +36,8 @@ export interface ResolvedOptions {
   runtimeMetrics: boolean
   excludePaths: Array<string | RegExp>
   countScrape: boolean
+  openMetrics: boolean
+  createdSeries: boolean
   cardinalityLimit: number
   http: ResolvedHttp
   collectTimeoutMs: number
@@ -48,7 +50,7 @@ export interface ResolvedOptions {
   otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 /**
  * Fastify's own register options, and what fastify-cli's test helper adds (`skipOverride`): accepted and, as Fastify
  * does for every fastify-plugin plugin, without effect (the plugin runs in the context it is registered in).
@@ -249,6 +251,8 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     runtimeMetrics: bool(options, 'runtimeMetrics', true),
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
+    openMetrics: bool(options, 'openMetrics', true),
+    createdSeries: bool(options, 'createdSeries', true),
     cardinalityLimit,
     http: httpOptions(options.http),
     collectTimeoutMs,

@@ -262,7 +262,7 @@ function unpatchAll (state: PatchState): void {
 }
 
 /** Fastify without a logger hands out one that drops everything (no level); this warning must be seen all the same. */
-function writes (log: PatchLogger | undefined): log is PatchLogger {
+export function writes (log: PatchLogger | undefined): log is PatchLogger {
   const l = log as { level?: unknown, isLevelEnabled?: unknown } | undefined
   return typeof l?.level === 'string' || typeof l?.isLevelEnabled === 'function'
 }

@@ -9,6 +9,7 @@ import { generateTraffic } from '../example/traffic.mjs'
 import { freePort } from './helpers/net'
 import { parse } from './helpers/metrics'
 import { promtoolCheckMetrics, startPrometheus, startProcess } from './helpers/prometheus'
+import { python } from './helpers/python'
 import { waitFor } from './helpers/wait'
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -73,4 +74,15 @@ t.test("promtool check metrics on the demo's default scrape (real PostgreSQL, mi
   const lint = promtoolCheckMetrics(text)
   t.equal(lint.output, '', 'promtool prints nothing')
   t.equal(lint.status, 0, 'and exits 0')
+
+  // The same scrape in OpenMetrics (promtool reads only text): prometheus_client's strict parser reads every family.
+  const openMetrics = await (await fetch(`${base}/metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' } })).text()
+  const families = (await python(['-c', [
+    'import sys',
+    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
+    'for f in text_string_to_metric_families(sys.stdin.read()): print(f.name, f.type)'
+  ].join('\n')], openMetrics)).trim().split('\n')
+  for (const family of ['django_migrations_applied_total unknown', 'celery_workers gauge', 'django_cache_get counter', 'django_db_execute counter', 'django_db_query_duration_seconds histogram']) {
+    t.ok(families.includes(family), `OpenMetrics: ${family}`)
+  }
 })

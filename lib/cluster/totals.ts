@@ -1,7 +1,8 @@
 import type { Attributes, HrTime } from '@opentelemetry/api'
-import { DataPointType, type MetricData, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
+import { DataPointType, type Histogram, type MetricData, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
 import { ExactSum } from '../exact-sum'
 import { FAMILY_GROUPS } from '../names'
+import type { Exemplar, ExemplarBuckets } from '../store'
 
 type Merge = 'sum' | 'min' | 'max'
 const gaugeMerge = new Map<string, Merge>()
@@ -27,7 +28,7 @@ interface Series {
   endTime: HrTime
   /** A counter's exact sum, or a gauge's merged value. */
   value: ExactSum | number
-  histogram?: { boundaries: number[], counts: number[], count: number, sum: ExactSum }
+  histogram?: { boundaries: number[], counts: number[], count: number, sum: ExactSum, exemplars?: Array<Exemplar | undefined> }
 }
 
 interface MetricTotal { metric: MetricData, rule: Merge, series: Map<string, Series> }
@@ -67,12 +68,16 @@ export class Totals {
             total.series.set(key, {
               ...from,
               value: typeof from.value === 'number' ? from.value : from.value.clone(),
-              histogram: from.histogram === undefined ? undefined : { ...from.histogram, counts: from.histogram.counts.slice(), sum: from.histogram.sum.clone() }
+              histogram: from.histogram === undefined ? undefined : { ...from.histogram, counts: from.histogram.counts.slice(), sum: from.histogram.sum.clone(), exemplars: from.histogram.exemplars?.slice() }
             })
-          } else if (into.histogram !== undefined && from.histogram !== undefined) {
+            continue
+          }
+          into.startTime = earliest(into.startTime, from.startTime)
+          if (into.histogram !== undefined && from.histogram !== undefined) {
             addCounts(into.histogram.counts, from.histogram.counts)
             into.histogram.count += from.histogram.count
             into.histogram.sum.addSum(from.histogram.sum)
+            into.histogram.exemplars = latestExemplars(into.histogram.exemplars, from.histogram.exemplars)
           } else if (typeof into.value !== 'number' && typeof from.value !== 'number') {
             into.value.addSum(from.value)
           } else {
@@ -100,7 +105,12 @@ export class Totals {
           endTime,
           value: histogram === undefined
             ? (typeof value === 'number' ? value : value.value())
-            : { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value() }
+            : {
+                buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() },
+                count: histogram.count,
+                sum: histogram.sum.value(),
+                ...(histogram.exemplars === undefined ? {} : { exemplars: histogram.exemplars.slice() })
+              }
         }))
       }) as MetricData)
     }))
@@ -124,21 +134,23 @@ export class Totals {
   private addPoint (total: MetricTotal, point: any): void {
     const key = attributesKey(point.attributes)
     const seen = total.series.get(key)
+    if (seen !== undefined) seen.startTime = earliest(seen.startTime, point.startTime)
     const monotonic = isMonotonic(total.metric)
     if (total.metric.dataPointType === DataPointType.HISTOGRAM) {
-      const { buckets, count, sum } = point.value
+      const { buckets, count, sum, exemplars } = point.value as Histogram & ExemplarBuckets
       if (seen === undefined) {
         total.series.set(key, {
           attributes: point.attributes,
           startTime: point.startTime,
           endTime: point.endTime,
           value: 0,
-          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0) }
+          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0), exemplars: exemplars?.slice() }
         })
       } else {
         addCounts(seen.histogram!.counts, buckets.counts)
         seen.histogram!.count += count
         seen.histogram!.sum.add(sum ?? 0)
+        seen.histogram!.exemplars = latestExemplars(seen.histogram!.exemplars, exemplars)
       }
     } else if (seen === undefined) {
       total.series.set(key, { attributes: point.attributes, startTime: point.startTime, endTime: point.endTime, value: monotonic ? ExactSum.of(point.value) : point.value })
@@ -148,6 +160,22 @@ export class Totals {
       seen.value = mergeGauge(total.rule, seen.value, point.value)
     }
   }
+}
+
+/** Per bucket, the most recent of two workers' exemplars (as each worker keeps its most recent). */
+function latestExemplars (a: Array<Exemplar | undefined> | undefined, b: ReadonlyArray<Exemplar | undefined> | undefined): Array<Exemplar | undefined> | undefined {
+  if (b === undefined) return a
+  if (a === undefined) return b.slice()
+  for (let i = 0; i < b.length; i++) {
+    const [mine, theirs] = [a[i], b[i]]
+    if (theirs !== undefined && (mine === undefined || Number(theirs.timestamp ?? 0) > Number(mine.timestamp ?? 0))) a[i] = theirs
+  }
+  return a
+}
+
+/** A series counted by several workers started with the first of them (its `_created`). */
+function earliest (a: HrTime, b: HrTime): HrTime {
+  return b[0] < a[0] || (b[0] === a[0] && b[1] < a[1]) ? b : a
 }
 
 function addCounts (into: number[], from: readonly number[]): void {

@@ -8,6 +8,7 @@ import type { Family, Store } from '../store'
 import { readMigrations } from './migrations'
 import { PG_PATCH, PgHub } from './pg'
 import { DbRecorder } from './recorder'
+import { followPostgresJs, watchPostgresJs } from './postgres-js'
 
 /**
  * Wires this Fastify instance to the shared pg instrumentation: a sink that turns
@@ -33,10 +34,14 @@ export function instrumentDb (
   const hub = PgHub.of(lease.instrumentation)
   hub.add(sink)
   if (db.semconvMetrics) hub.meters.add(meterProvider)
+  const unfollow = followPostgresJs(hub)
+  const unwatch = watchPostgresJs(fastify.log)
   return () => {
     hub.remove(sink)
     if (db.semconvMetrics) hub.meters.remove(meterProvider)
     lease.release()
+    unfollow()
+    unwatch()
   }
 }
 
