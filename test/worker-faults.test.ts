@@ -15,7 +15,7 @@ ensureBuilt()
 /** A short event stream, so that a burst outruns it in a test (BullMQ keeps 10 000 events by default). */
 const SHORT_STREAM = { streams: { events: { maxLen: 100 } } }
 
-const lost = (s: Map<string, number>, queue: string): number => s.get(key('upstream_metrics_worker_events_lost_total', { queue })) ?? 0
+const lost = (s: Map<string, number>, queue: string): number => s.get(key('upstream_metrics_worker_events_lost_total', { queue_name: queue })) ?? 0
 
 /** Resolves once `worker` has finished `n` more jobs (completed or failed). */
 function finished (worker: Worker, n: number): Promise<void> {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { next, snapshotState, type JobTimes } from '../lib/worker/celery-states'
-import { compareIds, jobRow, schedulerOf, streamEvent, isMarker, countWorkers } from '../lib/worker/bullmq-layout'
+import { compareIds, jobRow, schedulerOf, streamEvent, isMarker, workerConnections, markStalledRequeues, type JobEvent } from '../lib/worker/bullmq-layout'
 import { continuity, streamInfo } from '../lib/worker/stream-follower'
 import { nameLabel, TaskNames, OTHER_NAME } from '../lib/worker/task-names'
 import { safeError } from '../lib/worker/safe-error'
@@ -16,6 +16,8 @@ t.test('the Celery state machine, event by event (BullMQ event at t=10 000 ms)',
   const table: Array<[string, JobTimes, Parameters<typeof next>[1], unknown]> = [
     ['added changes nothing', fresh, { type: 'added' }, { kind: 'unchanged' }],
     ['waiting after added: PENDING since now', fresh, { type: 'waiting' }, { kind: 'current', job: at('PENDING', T), retried: false }],
+    ['a stall\'s requeue: RETRY, not a retried attempt', at('STARTED', 1, 2), { type: 'waiting', prev: 'stalled' }, { kind: 'current', job: at('RETRY', 1, 2), retried: false }],
+    ['stalled itself changes nothing', at('RETRY', 1, 2), { type: 'stalled' }, { kind: 'unchanged' }],
     ['waiting from active: RETRY (5.58.6 and later)', at('STARTED', 1, 2), { type: 'waiting', prev: 'active' }, { kind: 'current', job: at('RETRY', 1, 2), retried: true }],
     ['waiting from failed: RETRY (retryJob before 5.58.6, BullMQ 4)', at('STARTED', 1, 2), { type: 'waiting', prev: 'failed' }, { kind: 'current', job: at('RETRY', 1, 2), retried: true }],
     ['a retry promoted from delayed stays RETRY', at('RETRY', 1), { type: 'waiting', prev: 'delayed' }, { kind: 'unchanged' }],
@@ -59,9 +61,9 @@ t.test('BullMQ layout: stream entries, job rows of 4.x and 5.x, scheduler ids, m
   t.same(streamEvent(['event', 'cleaned', 'count', '3']), { kind: 'cleaned' })
   t.same(streamEvent(['event', 'progress', 'jobId', '7', 'data', '1']), { kind: 'other' })
   t.same(streamEvent(['event', 'drained']), { kind: 'other' })
-  t.same(jobRow(['n', '100', '0', null, '2', null]), { name: 'n', timestamp: 100, delay: 0, processedOn: NaN, attempts: 2 }, '5.x: atm')
-  t.same(jobRow(['n', '100', '0', null, null, '1']), { name: 'n', timestamp: 100, delay: 0, processedOn: NaN, attempts: 1 }, '4.x: attemptsMade')
-  t.equal(jobRow([null, null, null, null, null, null]), undefined, 'a job hash gone')
+  t.same(jobRow(['n', '100', '0', null, '2', null, 'w1']), { name: 'n', timestamp: 100, delay: 0, processedOn: NaN, attempts: 2, worker: 'w1' }, '5.x: atm')
+  t.same(jobRow(['n', '100', '0', null, null, '1', null]), { name: 'n', timestamp: 100, delay: 0, processedOn: NaN, attempts: 1, worker: undefined }, '4.x: attemptsMade')
+  t.equal(jobRow([null, null, null, null, null, null, null]), undefined, 'a job hash gone')
   t.equal(schedulerOf('repeat:abc:1700000000000'), 'repeat:abc')
   t.equal(schedulerOf('42'), undefined)
   t.ok(isMarker('0:1000'), 'BullMQ 4 delay marker')
@@ -69,7 +71,10 @@ t.test('BullMQ layout: stream entries, job rows of 4.x and 5.x, scheduler ids, m
   t.ok(compareIds('10-1', '9-5') > 0 && compareIds('10-1', '10-2') < 0 && compareIds('3-0', '3-0') === 0)
   const b64 = Buffer.from('mail').toString('base64')
   const list = [`id=1 name=bull:${b64} db=6`, `id=2 name=bull:${b64}:w:host-a db=6`, 'id=3 name= db=6', `id=4 name=other:${b64} db=6`, `id=5 name=bull:${Buffer.from('x').toString('base64')} db=6`].join('\n')
-  t.equal(countWorkers(list, 'bull', ['mail']), 2)
+  t.same(workerConnections(list, 'bull', ['mail']), [{ queue: 'mail', hostname: undefined }, { queue: 'mail', hostname: 'host-a' }])
+  const stall: JobEvent[] = [{ type: 'waiting', jobId: '1', prev: 'active' }, { type: 'stalled', jobId: '1' }, { type: 'waiting', jobId: '2', prev: 'active' }]
+  markStalledRequeues(stall)
+  t.same(stall.map((e) => e.prev), ['stalled', undefined, 'active'], 'a stall\'s requeue is told from a retry')
 })
 
 t.test('stream continuity: gaps measured with entries-added, streams recreated, Redis 6 without counts', async (t) => {

@@ -46,26 +46,40 @@ export function queueOfMetaKey (prefix: string, key: string): string | undefined
   return name === '' || name.includes(':') ? undefined : name
 }
 
+/** A worker connection: its queue, and its name when the Worker was given one. */
+export interface WorkerConnection {
+  queue: string
+  hostname: string | undefined
+}
+
 /**
  * A BullMQ worker names its blocking connection `<prefix>:<base64 queue>`, plus `:w:<name>` when
- * the worker is named (QueueBase.clientName, Worker); what `getWorkersCount()` counts. Answers how
- * many connections of `CLIENT LIST` belong to workers of these queues.
+ * the worker is named (QueueBase.clientName, Worker); what `getWorkersCount()` counts. Answers the
+ * connections of `CLIENT LIST` that belong to workers of these queues.
  */
-export function countWorkers (clientList: string, prefix: string, queues: readonly string[]): number {
-  const names = new Set(queues.map((q) => `${prefix}:${Buffer.from(q).toString('base64')}`))
-  let workers = 0
+export function workerConnections (clientList: string, prefix: string, queues: readonly string[]): WorkerConnection[] {
+  const byName = new Map(queues.map((q) => [`${prefix}:${Buffer.from(q).toString('base64')}`, q]))
+  const found: WorkerConnection[] = []
   for (const line of clientList.split('\n')) {
     const match = / name=(\S*)/.exec(line)
     if (match === null || match[1] === '') continue
     const name = match[1]!
     const w = name.indexOf(':w:')
-    if (names.has(w === -1 ? name : name.slice(0, w))) workers++
+    const queue = byName.get(w === -1 ? name : name.slice(0, w))
+    if (queue !== undefined) found.push({ queue, hostname: w === -1 ? undefined : name.slice(w + 3) })
   }
-  return workers
+  return found
 }
 
-/** The job hash fields a snapshot reads, in this order. BullMQ 4 wrote `attemptsMade`; 5 writes `atm` (moveToFinished, v5.0). */
-export const SNAPSHOT_FIELDS = ['name', 'timestamp', 'delay', 'processedOn', 'atm', 'attemptsMade'] as const
+/**
+ * The job hash fields a snapshot reads, in this order. BullMQ 4 wrote `attemptsMade`; 5 writes `atm`
+ * (moveToFinished, v5.0). `pb` (processed by): the name of the Worker that took the job.
+ */
+export const SNAPSHOT_FIELDS = ['name', 'timestamp', 'delay', 'processedOn', 'atm', 'attemptsMade', 'pb'] as const
+/** The job hash field naming the worker that took it (moveToActive), read on `active`. */
+export const WORKER_FIELD = 'pb'
+/** The job hash field holding its error stacks (a JSON array, one per attempt), read on `failed`. */
+export const STACKTRACE_FIELD = 'stacktrace'
 
 export interface JobRow {
   name: string
@@ -75,18 +89,21 @@ export interface JobRow {
   processedOn: number
   /** Attempts already made: above 0, the job is waiting for a retry. */
   attempts: number
+  /** The worker that took it last (`pb`). */
+  worker: string | undefined
 }
 
 /** A job hash read with `SNAPSHOT_FIELDS`; undefined when the hash is gone (removed since it was listed). */
 export function jobRow (values: ReadonlyArray<string | null>): JobRow | undefined {
-  const [name, timestamp, delay, processedOn, atm, attemptsMade] = values
+  const [name, timestamp, delay, processedOn, atm, attemptsMade, pb] = values
   if (name === null || name === undefined) return undefined
   return {
     name,
     timestamp: Number(timestamp),
     delay: Number(delay ?? 0),
     processedOn: Number(processedOn ?? NaN),
-    attempts: Math.max(Number(atm ?? 0), Number(attemptsMade ?? 0)) || 0
+    attempts: Math.max(Number(atm ?? 0), Number(attemptsMade ?? 0)) || 0,
+    worker: pb ?? undefined
   }
 }
 
@@ -99,7 +116,7 @@ export function isMarker (listEntry: string): boolean {
 }
 
 /** The event types that move one job between states (the Lua scripts' `XADD … "event", …`). */
-export type JobEventType = 'added' | 'waiting' | 'delayed' | 'waiting-children' | 'active' | 'completed' | 'failed' | 'removed'
+export type JobEventType = 'added' | 'waiting' | 'delayed' | 'waiting-children' | 'active' | 'completed' | 'failed' | 'removed' | 'stalled'
 
 export interface JobEvent {
   type: JobEventType
@@ -114,7 +131,20 @@ export interface JobEvent {
   failedReason?: string | undefined
 }
 
-const JOB_EVENT_TYPES = new Set<string>(['added', 'waiting', 'delayed', 'waiting-children', 'active', 'completed', 'failed', 'removed'])
+const JOB_EVENT_TYPES = new Set<string>(['added', 'waiting', 'delayed', 'waiting-children', 'active', 'completed', 'failed', 'removed', 'stalled'])
+
+/**
+ * A stalled job is put back to wait (`waiting` from `active`) and then `stalled` is written, in one
+ * script (moveStalledJobsToWait): BullMQ's requeue of a job whose worker lost its lock, not a failed
+ * attempt. Such a `waiting` takes `prev: 'stalled'` here.
+ */
+export function markStalledRequeues (events: ReadonlyArray<JobEvent | undefined>): void {
+  for (let i = 0; i + 1 < events.length; i++) {
+    const e = events[i]
+    const after = events[i + 1]
+    if (e?.type === 'waiting' && e.prev === 'active' && after?.type === 'stalled' && after.jobId === e.jobId) e.prev = 'stalled'
+  }
+}
 
 export type StreamEvent =
   | { kind: 'job', event: JobEvent }

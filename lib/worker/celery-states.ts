@@ -16,7 +16,10 @@ export interface JobTimes {
 }
 
 export type Outcome =
-  /** The job is (still) in a current state; `latency` (s) when a first start is observed. */
+  /**
+   * The job is (still) in a current state; `latency` (s) when a first start is observed; `retried`
+   * when a failed attempt is to run again (not a stall's requeue).
+   */
   | { kind: 'current', job: JobTimes, latency?: number, retried: boolean }
   /** The job finished; `runtime` (s) for a success whose start was seen. */
   | { kind: 'finished', state: FinishedState, runtime?: number }
@@ -43,23 +46,26 @@ function seconds (from: number, to: number): number {
  * not changed.
  */
 export function next (job: JobTimes, event: Pick<JobEvent, 'type' | 'prev' | 'delay'>, t: number): Outcome {
-  const current = (state: CurrentState, changes: Partial<JobTimes> = {}, latency?: number): Outcome => {
-    const out: Outcome = { kind: 'current', job: { ...job, ...changes, state }, retried: state === 'RETRY' && job.state !== 'RETRY' }
+  const current = (state: CurrentState, changes: Partial<JobTimes> = {}, latency?: number, retried = false): Outcome => {
+    const out: Outcome = { kind: 'current', job: { ...job, ...changes, state }, retried }
     if (latency !== undefined) out.latency = latency
     return out
   }
   switch (event.type) {
     case 'added':
+    case 'stalled':
       return { kind: 'unchanged' }
     case 'waiting':
-      if (RETRY_FROM.has(event.prev ?? '')) return current('RETRY')
+      if (RETRY_FROM.has(event.prev ?? '')) return current('RETRY', {}, undefined, true)
+      // A stall's requeue (bullmq-layout's markStalledRequeues): to run again, not a failed attempt.
+      if (event.prev === 'stalled') return current('RETRY')
       if (event.prev === 'delayed') {
         if (job.state === 'RETRY') return { kind: 'unchanged' }
         return current('PENDING', Number.isNaN(job.since) ? { since: t } : {})
       }
       return current('PENDING', { since: t })
     case 'delayed':
-      if (job.state === 'STARTED' || job.state === 'RETRY') return current('RETRY')
+      if (job.state === 'STARTED' || job.state === 'RETRY') return current('RETRY', {}, undefined, job.state === 'STARTED')
       return current('RECEIVED', { since: Number(event.delay) })
     case 'waiting-children':
       return current('PENDING', { since: NaN })

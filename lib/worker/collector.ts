@@ -4,9 +4,11 @@ import { observe, type Cell, type Family, type HistogramCell, type Store } from 
 import type { IORedisClass } from './ioredis'
 import { LogLimiter } from '../log-limit'
 import {
-  SNAPSHOT_FIELDS, countWorkers, entryTime, isMarker, jobKey, jobRow, metaKeyPattern, queueKeys, queueOfMetaKey,
-  schedulerOf, streamEvent, type JobEvent, type QueueKeys
+  SNAPSHOT_FIELDS, STACKTRACE_FIELD, WORKER_FIELD, entryTime, isMarker, jobKey, jobRow, markStalledRequeues, metaKeyPattern, queueKeys,
+  queueOfMetaKey, schedulerOf, streamEvent, workerConnections, type JobEvent, type QueueKeys
 } from './bullmq-layout'
+import type { JobLabels, JobLifecycle } from './lifecycle'
+import { CeleryExporterFamilies } from './celery-exporter'
 import { CELERY_STATES, next, snapshotState, type CeleryState, type CurrentState, type FinishedState, type JobTimes } from './celery-states'
 import { StreamFollower, streamInfo, type FollowedStream, type StreamRead } from './stream-follower'
 import { TaskNames } from './task-names'
@@ -42,11 +44,15 @@ export interface WorkerCollectorOptions {
   verbose?: boolean
   /** Least time between two rebuilds of a queue's state when Redis' counts disagree with the tracked ones. */
   rebuildIntervalMs?: number
+  /** Told every transition; default: danihodovic/celery-exporter's families on the same store. */
+  lifecycle?: JobLifecycle
 }
 
 interface Job extends JobTimes {
   /** The `name` label it is counted under (bounded); undefined when its name could not be read. */
   label: string | undefined
+  /** The worker holding it (BullMQ's `pb`, its Worker's `name`), read when it turns active. */
+  hostname?: string | undefined
 }
 
 interface QueueState {
@@ -101,6 +107,7 @@ export class WorkerCollector {
   /** Redis' clock when following began, as a stream id: a queue found later is read from there. */
   private startId = '0-0'
   private readonly logLimiter = new LogLimiter(10_000)
+  private readonly lifecycle: JobLifecycle
 
   constructor (store: Store, private readonly options: WorkerCollectorOptions) {
     this.discover = options.queues === undefined || options.queues.length === 0
@@ -118,6 +125,7 @@ export class WorkerCollector {
     this.queueLength = store.gauge(CELERY.queueLength, asDeclared)
     this.eventsLost = store.counter(WORKER.eventsLost, asDeclared)
     this.tasks = Object.fromEntries(CELERY_STATES.map((s) => [s, tasks.cell(s)])) as Record<CeleryState, Cell>
+    this.lifecycle = options.lifecycle ?? new CeleryExporterFamilies(store)
 
     this.command = this.commandConnection()
     // The blocking reader waits through outages; ioredis re-sends its pending XREAD on reconnect.
@@ -210,7 +218,16 @@ export class WorkerCollector {
     const results = await multi.exec()
     if (results === null) return
     for (const [err] of results.slice(0, 1)) if (err !== null) throw err
-    this.workers.value = countWorkers(String(results[0]![1]), this.options.prefix, queues.map((q) => q.name))
+    const hosts = workerConnections(String(results[0]![1]), this.options.prefix, queues.map((q) => q.name))
+    this.workers.value = hosts.length
+    const active = this.activeByWorker()
+    // A worker name seen twice on a queue gets its active jobs once.
+    this.lifecycle.workers(hosts.map((h) => {
+      const key = `${h.queue}\u0000${h.hostname ?? ''}`
+      const n = active.get(key) ?? 0
+      active.delete(key)
+      return { ...h, active: n }
+    }))
     const now = Date.now()
     let stale = false
     queues.forEach((q, i) => {
@@ -234,6 +251,19 @@ export class WorkerCollector {
       }
     })
     if (stale) this.wake?.()
+  }
+
+  /** Started jobs by queue and worker name (`queue\0name`, '' for an unnamed worker). */
+  private activeByWorker (): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const q of this.queues.values()) {
+      for (const job of q.jobs.values()) {
+        if (job.state !== 'STARTED') continue
+        const key = `${q.name}\u0000${job.hostname ?? ''}`
+        counts.set(key, (counts.get(key) ?? 0) + 1)
+      }
+    }
+    return counts
   }
 
   private track (name: string): QueueState {
@@ -384,7 +414,7 @@ export class WorkerCollector {
           untracked++
           return
         }
-        jobs.set(id, { label: this.names.label(row.name), ...snapshotState(kind, row) })
+        jobs.set(id, { label: this.names.label(row.name), hostname: row.worker, ...snapshotState(kind, row) })
       })
     }
     for (const job of q.jobs.values()) this.setState(q, job, undefined)
@@ -450,55 +480,73 @@ export class WorkerCollector {
 
   private async apply (q: QueueState, entries: Array<[string, string[]]>): Promise<void> {
     const parsed = entries.map(([id, list]) => [id, streamEvent(list)] as const)
-    // Names of jobs first seen here (added before the exporter looked), fetched before applying anything.
+    const events = parsed.map(([, e]) => e.kind === 'job' ? e.event : undefined)
+    markStalledRequeues(events)
+    // Read before applying anything: names of jobs first seen here (added before the exporter
+    // looked), and for the celery-exporter families the worker on `active`, the stacks on `failed`.
     const unknown = new Set<string>()
-    for (const [, e] of parsed) {
-      if (e.kind === 'job' && e.event.type !== 'added' && !q.jobs.has(e.event.jobId)) unknown.add(e.event.jobId)
-    }
+    const detailed: Array<[string, JobEvent]> = []
+    parsed.forEach(([id], i) => {
+      const e = events[i]
+      if (e === undefined) return
+      if (e.type !== 'added' && !q.jobs.has(e.jobId)) unknown.add(e.jobId)
+      if (e.type === 'active' || e.type === 'failed') detailed.push([id, e])
+    })
     const names = new Map<string, string | null>()
-    if (unknown.size > 0) {
+    const details = new Map<string, string | null>()
+    if (unknown.size > 0 || detailed.length > 0) {
       const pipeline = this.command.pipeline()
       for (const id of unknown) pipeline.hget(jobKey(q.keys, id), 'name')
+      for (const [, e] of detailed) pipeline.hget(jobKey(q.keys, e.jobId), e.type === 'active' ? WORKER_FIELD : STACKTRACE_FIELD)
       const rows = await pipeline.exec()
-      if (rows === null) throw new Error('name pipeline discarded');
-      [...unknown].forEach((id, i) => {
-        const [err, name] = rows[i]!
-        if (err !== null) throw err
-        names.set(id, name as string | null)
-      })
+      if (rows === null) throw new Error('name pipeline discarded')
+      for (const [err] of rows) if (err !== null) throw err;
+      [...unknown].forEach((id, i) => names.set(id, rows[i]![1] as string | null))
+      detailed.forEach(([id], i) => details.set(id, rows[unknown.size + i]![1] as string | null))
     }
-    for (const [id, e] of parsed) {
+    parsed.forEach(([id, e], i) => {
       q.stream.lastId = id
       q.stream.lastIsEntry = true
       if (q.stream.position !== undefined) q.stream.position++
       if (e.kind === 'cleaned') q.needsSnapshot = true
-      if (e.kind !== 'job') continue
-      const { jobId } = e.event
-      let job = q.jobs.get(jobId)
+      const event = events[i]
+      if (event === undefined) return
+      let job = q.jobs.get(event.jobId)
       if (job === undefined) {
-        const name = e.event.type === 'added' ? e.event.name : names.get(jobId)
+        const name = event.type === 'added' ? event.name : names.get(event.jobId)
         job = { label: name === undefined || name === null ? undefined : this.names.label(name), state: undefined, since: NaN, startedAt: NaN }
-        q.jobs.set(jobId, job)
+        q.jobs.set(event.jobId, job)
       }
-      this.transition(q, jobId, job, e.event, entryTime(id))
-    }
+      this.transition(q, job, event, entryTime(id), details.get(id) ?? undefined)
+    })
   }
 
-  private transition (q: QueueState, jobId: string, job: Job, event: JobEvent, t: number): void {
+  /** `detail`: the worker's name on `active`, the stored stacks on `failed`. */
+  private transition (q: QueueState, job: Job, event: JobEvent, t: number, detail: string | undefined): void {
+    const { jobId } = event
     if (event.type === 'added') {
       if (job.label === undefined && event.name !== undefined) job.label = this.names.label(event.name)
       this.replaceScheduled(q, jobId)
     }
+    if (event.type === 'active') job.hostname = detail
+    const labels: JobLabels = { name: job.label, queue: q.name, hostname: job.hostname }
+    if (event.type === 'added') this.lifecycle.sent(labels)
+    if (event.type === 'stalled') this.lifecycle.rejected(labels)
     const outcome = next(job, event, t)
     switch (outcome.kind) {
       case 'current':
         if (outcome.latency !== undefined) observe(this.latency, CELERY_BUCKETS, outcome.latency)
+        if (event.type === 'active') this.lifecycle.started(labels, outcome.latency)
+        if (outcome.retried) this.lifecycle.retried(labels)
         job.since = outcome.job.since
         job.startedAt = outcome.job.startedAt
         this.setState(q, job, outcome.job.state)
         break
       case 'finished':
         if (outcome.runtime !== undefined && job.label !== undefined) observe(this.names.runtimeCell(job.label), CELERY_BUCKETS, outcome.runtime)
+        if (outcome.state === 'SUCCESS') this.lifecycle.succeeded(labels, outcome.runtime)
+        else if (outcome.state === 'FAILURE') this.lifecycle.failed(labels, detail)
+        else this.lifecycle.revoked(labels)
         this.finish(q, jobId, job, outcome.state)
         break
       case 'forgotten':
