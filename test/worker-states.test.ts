@@ -88,6 +88,7 @@ t.test('stream continuity: gaps measured with entries-added, streams recreated, 
   t.same(continuity(at, info('10-0', '20-0', 3, 3)), { kind: 'recreated' }, 'the stream ends before our position')
   t.same(continuity(at, undefined), { kind: 'recreated' }, 'the stream deleted')
   t.same(continuity({ lastId: '0-0', position: 0, lastIsEntry: false }, undefined), { kind: 'ok' }, 'no stream yet')
+  t.same(continuity({ lastId: '0-0', position: 0, lastIsEntry: false }, info('150-0', '200-0', 100, 6000)), { kind: 'gap', lost: 5900 }, 'a stream created and trimmed before its first read')
   t.same(continuity({ ...at, position: undefined }, info('150-0', '200-0', 10, undefined)), { kind: 'gap', lost: undefined }, 'Redis 6: a gap of unknown size')
   t.same(continuity({ lastId: '100-0', position: undefined, lastIsEntry: false }, info('150-0', '200-0', 10, 80)), { kind: 'ok' }, 'a start instant is not an entry')
   t.same(streamInfo(['length', 2, 'last-generated-id', '5-1', 'entries-added', 9, 'first-entry', ['4-0', ['a', '1']]]), info('4-0', '5-1', 2, 9))

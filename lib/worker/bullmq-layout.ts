@@ -15,6 +15,7 @@ export interface QueueKeys {
   readonly active: string
   readonly delayed: string
   readonly waitingChildren: string
+  readonly meta: string
 }
 
 export function queueKeys (prefix: string, queue: string): QueueKeys {
@@ -27,7 +28,8 @@ export function queueKeys (prefix: string, queue: string): QueueKeys {
     prioritized: `${base}:prioritized`,
     active: `${base}:active`,
     delayed: `${base}:delayed`,
-    waitingChildren: `${base}:waiting-children`
+    waitingChildren: `${base}:waiting-children`,
+    meta: `${base}:meta`
   }
 }
 
@@ -113,6 +115,16 @@ export function jobRow (values: ReadonlyArray<string | null>): JobRow | undefine
  */
 export function isMarker (listEntry: string): boolean {
   return listEntry.startsWith('0:')
+}
+
+/**
+ * Whether a queue's lists can hold BullMQ 4's markers, from the `version` field of its meta hash
+ * (`bullmq:4.18.3`, written by each Queue). A marker is pushed only into an empty list, so it is
+ * at the list's tail (index -1) until a worker takes it.
+ */
+export function hasListMarkers (version: string | null): boolean {
+  const match = /^bullmq:(\d+)\./.exec(version ?? '')
+  return match !== null && Number(match[1]) < 5
 }
 
 /** The event types that move one job between states (the Lua scripts' `XADD … "event", …`). */

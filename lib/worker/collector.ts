@@ -4,7 +4,7 @@ import { observe, type Cell, type Family, type HistogramCell, type Store } from 
 import type { IORedisClass } from './ioredis'
 import { LogLimiter } from '../log-limit'
 import {
-  SNAPSHOT_FIELDS, STACKTRACE_FIELD, WORKER_FIELD, entryTime, isMarker, jobKey, jobRow, markStalledRequeues, metaKeyPattern, queueKeys,
+  SNAPSHOT_FIELDS, STACKTRACE_FIELD, WORKER_FIELD, entryTime, hasListMarkers, isMarker, jobKey, jobRow, markStalledRequeues, metaKeyPattern, queueKeys,
   queueOfMetaKey, schedulerOf, streamEvent, workerConnections, type JobEvent, type QueueKeys
 } from './bullmq-layout'
 import type { JobLabels, JobLifecycle } from './lifecycle'
@@ -69,6 +69,8 @@ interface QueueState {
   needsSnapshot: boolean
   lastSnapshot: number
   lengthCell: Cell
+  /** BullMQ 4 queue: its wait and paused lists may end with a marker, not a job. */
+  listMarkers: boolean
 }
 
 const MAX_SCAN_ROUNDS = 10_000
@@ -211,9 +213,10 @@ export class WorkerCollector {
     // One transaction: the counts and the stream's state are of the same instant.
     const multi = this.command.multi()
     multi.client('LIST')
-    for (const { keys } of queues) {
+    for (const { keys, listMarkers } of queues) {
       multi.llen(keys.wait).llen(keys.paused).zcard(keys.prioritized).llen(keys.active).zcard(keys.delayed).zcard(keys.waitingChildren)
         .call('XINFO', 'STREAM', keys.events)
+      if (listMarkers) multi.lindex(keys.wait, -1).lindex(keys.paused, -1)
     }
     const results = await multi.exec()
     if (results === null) return
@@ -230,17 +233,21 @@ export class WorkerCollector {
     }))
     const now = Date.now()
     let stale = false
-    queues.forEach((q, i) => {
-      const row = results.slice(1 + i * 7, 8 + i * 7)
-      for (const [err] of row.slice(0, 6)) if (err !== null) throw err
+    let at = 1
+    for (const q of queues) {
+      const row = results.slice(at, at + (q.listMarkers ? 9 : 7))
+      at += row.length
+      row.forEach(([err], i) => { if (err !== null && i !== 6) throw err })
       const n = row.slice(0, 6).map(([, v]) => Number(v))
+      const markers = row.slice(7).filter(([, v]) => typeof v === 'string' && isMarker(v)).length
+      n[0] = n[0]! - markers
       q.lengthCell.value = n[0]! + n[1]! + n[2]!
       const [infoErr, rawInfo] = row[6]!
       const info = infoErr === null ? streamInfo(rawInfo) : undefined
       if (info === undefined) {
         // Deleted (obliterate) with nothing after it to wake the reader: checked now.
         if (q.stream.lastId !== '0-0' || q.current > 0) { this.follower.check(q.stream); stale = true }
-        return
+        continue
       }
       // Jobs can leave without an event (drain, a flushed key). When every event up to this
       // instant has been applied, the tracked count must match; if not, rebuild.
@@ -249,7 +256,7 @@ export class WorkerCollector {
         q.needsSnapshot = true
         stale = true
       }
-    })
+    }
     if (stale) this.wake?.()
   }
 
@@ -279,7 +286,8 @@ export class WorkerCollector {
         untracked: 0,
         needsSnapshot: false,
         lastSnapshot: 0,
-        lengthCell: this.queueLength.cell(name)
+        lengthCell: this.queueLength.cell(name),
+        listMarkers: false
       }
       this.queues.set(name, q)
     }
@@ -387,10 +395,14 @@ export class WorkerCollector {
       .zrange(keys.waitingChildren, 0, -1)
       .zrange(keys.delayed, 0, -1)
       .lrange(keys.active, 0, -1)
+      .hget(keys.meta, 'version')
       .exec()
     if (lists === null) throw new Error('snapshot transaction discarded')
     const [infoErr, rawInfo] = lists.shift()!
     const info = infoErr === null ? streamInfo(rawInfo) : undefined
+    const [versionErr, version] = lists.pop()!
+    if (versionErr !== null) throw versionErr
+    q.listMarkers = hasListMarkers(version as string | null)
     const ids: Array<[string, 'waiting' | 'delayed' | 'active' | 'children']> = []
     lists.forEach(([err, value], i) => {
       if (err !== null) throw err

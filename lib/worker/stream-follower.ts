@@ -55,13 +55,14 @@ export function streamInfo (raw: unknown): StreamInfo | undefined {
 export function continuity (s: Pick<FollowedStream, 'lastId' | 'position' | 'lastIsEntry'>, info: StreamInfo | undefined): { kind: 'ok' } | { kind: 'gap', lost: number | undefined } | { kind: 'recreated' } {
   if (info === undefined) return s.lastId === '0-0' ? { kind: 'ok' } : { kind: 'recreated' }
   if (compareIds(info.lastGeneratedId, s.lastId) < 0) return { kind: 'recreated' }
-  if (!s.lastIsEntry || info.firstEntryId === undefined || compareIds(info.firstEntryId, s.lastId) <= 0) return { kind: 'ok' }
-  // Our last entry is no longer in the stream.
-  if (s.position === undefined || info.entriesAdded === undefined) return { kind: 'gap', lost: undefined }
+  const ourEntryGone = s.lastIsEntry && info.firstEntryId !== undefined && compareIds(info.firstEntryId, s.lastId) > 0
+  if (s.position === undefined || info.entriesAdded === undefined) return ourEntryGone ? { kind: 'gap', lost: undefined } : { kind: 'ok' }
+  if (info.entriesAdded < s.position) return { kind: 'recreated' }
+  // Entries 1 … trimmed are gone; ourEntryGone are 1 … position.
   const trimmed = info.entriesAdded - info.length
-  if (trimmed < s.position) return { kind: 'recreated' }
-  const lost = trimmed - s.position
-  return lost === 0 ? { kind: 'ok' } : { kind: 'gap', lost }
+  if (trimmed > s.position) return { kind: 'gap', lost: trimmed - s.position }
+  // Nothing after our entry was trimmed, and yet our entry is not there: another stream.
+  return ourEntryGone && trimmed < s.position ? { kind: 'recreated' } : { kind: 'ok' }
 }
 
 export interface StreamFollowerOptions {
