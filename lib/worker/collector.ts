@@ -69,8 +69,8 @@ interface QueueState {
   needsSnapshot: boolean
   lastSnapshot: number
   lengthCell: Cell
-  /** BullMQ 4 queue: its wait and paused lists may end with a marker, not a job. */
-  listMarkers: boolean
+  /** BullMQ 4 queue: its wait and paused lists may end with a marker, not a job; undefined until its meta is read. */
+  listMarkers: boolean | undefined
 }
 
 const MAX_SCAN_ROUNDS = 10_000
@@ -213,10 +213,14 @@ export class WorkerCollector {
     // One transaction: the counts and the stream's state are of the same instant.
     const multi = this.command.multi()
     multi.client('LIST')
-    for (const { keys, listMarkers } of queues) {
+    // Row of a queue: 6 counts, XINFO STREAM, then its meta's version until known, then BullMQ 4's list tails.
+    const rowLength = (q: QueueState): number => 7 + (q.listMarkers === undefined ? 1 : 0) + (q.listMarkers === true ? 2 : 0)
+    for (const q of queues) {
+      const { keys } = q
       multi.llen(keys.wait).llen(keys.paused).zcard(keys.prioritized).llen(keys.active).zcard(keys.delayed).zcard(keys.waitingChildren)
         .call('XINFO', 'STREAM', keys.events)
-      if (listMarkers) multi.lindex(keys.wait, -1).lindex(keys.paused, -1)
+      if (q.listMarkers === undefined) multi.hget(keys.meta, 'version')
+      if (q.listMarkers === true) multi.lindex(keys.wait, -1).lindex(keys.paused, -1)
     }
     const results = await multi.exec()
     if (results === null) return
@@ -235,11 +239,16 @@ export class WorkerCollector {
     let stale = false
     let at = 1
     for (const q of queues) {
-      const row = results.slice(at, at + (q.listMarkers ? 9 : 7))
+      const row = results.slice(at, at + rowLength(q))
       at += row.length
       row.forEach(([err], i) => { if (err !== null && i !== 6) throw err })
       const n = row.slice(0, 6).map(([, v]) => Number(v))
-      const markers = row.slice(7).filter(([, v]) => typeof v === 'string' && isMarker(v)).length
+      if (q.listMarkers === undefined) {
+        const version = row[7]![1] as string | null
+        // Read again until the queue has written its meta.
+        if (version !== null) q.listMarkers = hasListMarkers(version)
+      }
+      const markers = q.listMarkers === true && row.length === 9 ? row.slice(7).filter(([, v]) => typeof v === 'string' && isMarker(v)).length : 0
       n[0] = n[0]! - markers
       q.lengthCell.value = n[0]! + n[1]! + n[2]!
       const [infoErr, rawInfo] = row[6]!
@@ -287,7 +296,7 @@ export class WorkerCollector {
         needsSnapshot: false,
         lastSnapshot: 0,
         lengthCell: this.queueLength.cell(name),
-        listMarkers: false
+        listMarkers: undefined
       }
       this.queues.set(name, q)
     }
@@ -402,7 +411,7 @@ export class WorkerCollector {
     const info = infoErr === null ? streamInfo(rawInfo) : undefined
     const [versionErr, version] = lists.pop()!
     if (versionErr !== null) throw versionErr
-    q.listMarkers = hasListMarkers(version as string | null)
+    if (version !== null) q.listMarkers = hasListMarkers(version as string)
     const ids: Array<[string, 'waiting' | 'delayed' | 'active' | 'children']> = []
     lists.forEach(([err, value], i) => {
       if (err !== null) throw err
