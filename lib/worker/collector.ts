@@ -181,12 +181,22 @@ export class WorkerCollector {
     this.loop = this.run()
   }
 
+  /** Resolves once both connections have ended: nothing is logged after. */
   async close (): Promise<void> {
     this.running = false
     this.wake?.()
-    this.blocking.disconnect()
-    this.command.disconnect()
+    const clients = [this.blocking, this.command]
+    // Only a connection with a socket has something to end (a reconnecting one has its timer
+    // cleared by disconnect and never emits 'end'). Not events.once: it rejects on an 'error'.
+    const ended = clients.map(async (c) => {
+      if (['connecting', 'connect', 'ready'].includes(c.status)) await new Promise((resolve) => c.once('end', resolve))
+    })
+    for (const c of clients) c.disconnect()
     await this.loop
+    // Bounded: a half-open connection may never see its end.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all(ended), new Promise((resolve) => { timer = setTimeout(resolve, 2000) })])
+    clearTimeout(timer)
   }
 
   /** Reads queue lengths and connected workers; bounded by `refreshTimeoutMs`, never throws. */
