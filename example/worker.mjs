@@ -16,11 +16,14 @@ import { Queue, Worker } from 'bullmq'
 import { LOCAL_REDIS_URL, rateLimited, redisClient } from './redis.mjs'
 
 export const DEMO_QUEUE = 'default'
+/** Feed imports, on an importer of their own. */
+export const IMPORT_QUEUE = 'imports'
+export const DEMO_QUEUES = [DEMO_QUEUE, IMPORT_QUEUE]
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-/** The importer's lock lasts less than an import, and it does not renew it: its imports stall. */
+/** The importer's lock lasts less than a cold import, and it does not renew it: cold imports stall. */
 const IMPORTER_LOCK_MS = 1500
-const IMPORT_MS = 4000
+const COLD_IMPORT_MS = 4000
 
 /** A failure with a class of its own: the `exception` label of celery_task_failed_total. */
 class ReportSourceUnavailable extends Error {
@@ -30,7 +33,8 @@ class ReportSourceUnavailable extends Error {
 async function processJob (job) {
   switch (job.name) {
     case 'import_feed':
-      await sleep(IMPORT_MS)
+      // Cold, the feed takes longer than the importer's lock; handed back after the stall, it is warm.
+      await sleep(job.stalledCounter > 0 ? 50 : COLD_IMPORT_MS)
       return 'imported'
     case 'send_reminder':
       await sleep(20 + Math.random() * 80)
@@ -58,17 +62,19 @@ export function startDemoWorker ({ url, prefix = 'bull', produce = true, jobsPer
   const worker = new Worker(DEMO_QUEUE, processJob, { connection, prefix, name: process.env.HOSTNAME ?? hostname(), concurrency: 4 })
   worker.on('error', (err) => log(`demo worker: ${err.message}`))
   // As a worker process that hangs would: BullMQ's stalled-job check hands its job back to the queue.
-  const importer = new Worker(DEMO_QUEUE, processJob, {
+  const importer = new Worker(IMPORT_QUEUE, processJob, {
     connection, prefix, name: `importer@${process.env.HOSTNAME ?? hostname()}`, skipLockRenewal: true, lockDuration: IMPORTER_LOCK_MS, stalledInterval: IMPORTER_LOCK_MS, maxStalledCount: 2
   })
   // Its jobs' lost locks are the point; anything else is worth a line.
   importer.on('error', (err) => { if (!/lock/i.test(err.message)) log(`demo worker: ${err.message}`) })
 
   let producer
+  let imports
   let timer
   if (produce) {
     producer = new Queue(DEMO_QUEUE, { connection, prefix })
-    producer.on('error', () => {}) // the shared connection's errors are logged above
+    imports = new Queue(IMPORT_QUEUE, { connection, prefix })
+    for (const queue of [producer, imports]) queue.on('error', () => {}) // the shared connection's errors are logged above
     const options = { removeOnComplete: 1000, removeOnFail: 1000 }
     timer = setInterval(() => {
       const r = Math.random()
@@ -78,7 +84,7 @@ export function startDemoWorker ({ url, prefix = 'bull', produce = true, jobsPer
           // A reminder scheduled for later, then cancelled (removed before it ran: revoked).
           ? producer.add('send_reminder', { batch: 'cancelled' }, { ...options, delay: 60_000 }).then((job) => sleep(500).then(() => job.remove()))
           : r < 0.68
-            ? producer.add('import_feed', { feed: 'demo' }, options)
+            ? imports.add('import_feed', { feed: 'demo' }, options)
             : producer.add('generate_report', { failing: Math.random() < failureRate }, { ...options, attempts: 2, backoff: { type: 'fixed', delay: 1000 } })
       add.catch(() => {}) // Redis away: the connection's error is logged, the job is just not added
     }, 1000 / Math.max(0.1, jobsPerSecond))
@@ -91,6 +97,7 @@ export function startDemoWorker ({ url, prefix = 'bull', produce = true, jobsPer
       // Waits for the running jobs, unless Redis is away (a graceful close would wait for it forever).
       await Promise.all([worker.close(connection.status !== 'ready'), importer.close(true)])
       await producer?.close()
+      await imports?.close()
       connection.disconnect()
     }
   }
@@ -109,7 +116,7 @@ async function main () {
   for (const signal of ['SIGTERM', 'SIGINT']) {
     process.once(signal, () => demo.close().then(() => process.exit(0), () => process.exit(1)))
   }
-  console.log(`demo worker on queue "${DEMO_QUEUE}" (prefix ${prefix})${demo.producing ? ', producing demo jobs' : ''}`)
+  console.log(`demo worker on queues ${DEMO_QUEUES.map((q) => `"${q}"`).join(', ')} (prefix ${prefix})${demo.producing ? ', producing demo jobs' : ''}`)
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) main()

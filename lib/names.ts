@@ -26,7 +26,7 @@ export interface MetricSpec {
    */
   readonly otel?: { readonly name: string, readonly unit: string }
   /**
-   * Written `# TYPE … untyped` on /metrics: a gauge whose django name ends in `_total`, which
+   * Written `# TYPE … untyped` on /metrics: a gauge whose upstream name ends in `_total` (or `_count`), which
    * `promtool check metrics` rejects as a gauge (docs/metrics.md, "Deviations").
    */
   readonly untyped?: true
@@ -152,7 +152,7 @@ export const CELERY_EXPORTER = spec({
   workerTasksActive: { name: 'celery_worker_tasks_active', type: 'gauge', help: 'The number of tasks the worker is currently processing', labels: ['hostname'], merge: 'max' },
   runtime: { name: 'celery_task_runtime', type: 'histogram', help: 'Histogram of task runtime measurements.', labels: ['name', 'hostname', 'queue_name'] },
   queueWaitTime: { name: 'celery_task_queue_wait_time', type: 'histogram', help: 'Histogram of the time tasks spend waiting in the queue before being executed, excluding deliberate ETA/countdown delay.', labels: ['name', 'hostname', 'queue_name'] },
-  activeWorkerCount: { name: 'celery_active_worker_count', type: 'gauge', help: 'The number of active workers in broker queue.', labels: ['queue_name'], merge: 'max' }
+  activeWorkerCount: { name: 'celery_active_worker_count', type: 'gauge', help: 'The number of active workers in broker queue.', labels: ['queue_name'], merge: 'max', untyped: true }
 })
 
 /** The plugin's own series about OTLP push (option `otlp`); never namespaced, present only while pushing. */

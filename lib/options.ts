@@ -35,6 +35,8 @@ export interface ResolvedOptions {
   runtimeMetrics: boolean
   excludePaths: Array<string | RegExp>
   countScrape: boolean
+  openMetrics: boolean
+  createdSeries: boolean
   cardinalityLimit: number
   http: ResolvedHttp
   collectTimeoutMs: number
@@ -47,7 +49,7 @@ export interface ResolvedOptions {
   otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
@@ -239,6 +241,8 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     runtimeMetrics: bool(options, 'runtimeMetrics', true),
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
+    openMetrics: bool(options, 'openMetrics', true),
+    createdSeries: bool(options, 'createdSeries', true),
     cardinalityLimit,
     http: httpOptions(options.http),
     collectTimeoutMs,

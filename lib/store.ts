@@ -1,4 +1,5 @@
-import type { Attributes } from '@opentelemetry/api'
+import type { Attributes, HrTime } from '@opentelemetry/api'
+import { hrTime } from '@opentelemetry/core'
 import { OVERFLOW_ATTRIBUTE, type MetricSpec } from './names'
 
 /**
@@ -9,12 +10,30 @@ import { OVERFLOW_ATTRIBUTE, type MetricSpec } from './names'
 export interface Cell {
   readonly attributes: Attributes
   value: number
+  /** When the series was created: its OpenTelemetry start time, and its `_created` value. */
+  readonly startTime: HrTime
+}
+
+/** A trace that made one observation of a bucket (OpenMetrics writes it after the bucket's line). */
+export interface Exemplar {
+  /** `trace_id`, `span_id`: written in this order. */
+  readonly labels: Readonly<Record<string, string>>
+  readonly value: number
+  /** Seconds since the epoch, as written (`1733475600.123`). */
+  readonly timestamp?: string
+}
+
+/** A histogram point's value as the producer hands it over: one optional exemplar per bucket (same index as `counts`). */
+export interface ExemplarBuckets {
+  readonly exemplars?: ReadonlyArray<Exemplar | undefined>
 }
 
 export interface HistogramCell extends Cell {
   /** Per-bucket (not cumulative) counts; the last one is +Inf. */
   readonly counts: number[]
   sum: number
+  /** One exemplar per bucket (same index as `counts`), kept only when exemplars are recorded. */
+  exemplars?: Array<Exemplar | undefined>
 }
 
 export class Family<C extends Cell = Cell> {
@@ -62,9 +81,10 @@ export class Family<C extends Cell = Cell> {
   }
 
   private create (attributes: Attributes): C {
+    const startTime = hrTime()
     const cell: Cell = this.spec.type === 'histogram'
-      ? { attributes, value: 0, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0) } as HistogramCell
-      : { attributes, value: 0 }
+      ? { attributes, value: 0, startTime, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0) } as HistogramCell
+      : { attributes, value: 0, startTime }
     return cell as C
   }
 

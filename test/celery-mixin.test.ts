@@ -8,7 +8,8 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startDemo } from './helpers/demo'
-import { promQuery, ROOT, startPrometheus, waitFor, type Prometheus } from './helpers/prometheus'
+import { promQuery, ROOT, startPrometheus, type Prometheus } from './helpers/prometheus'
+import { waitFor } from './helpers/wait'
 
 interface Variable { name: string, query: string, includeAll: boolean, multi: boolean }
 interface Query { panel: string, refId: string, expr: string }
@@ -80,11 +81,11 @@ t.test('celery-mixin dashboards and alerts have data from a real Prometheus scra
   }
   const hasData = async (expr: string): Promise<boolean> => ((await promQuery(prometheus.base, expr)).data?.result.length ?? 0) > 0
   let missing: string[] = []
-  await waitFor('every mixin query that applies to BullMQ to return data', SETTLE_DEADLINE_MS, async () => {
+  await waitFor('every mixin query that applies to BullMQ to return data', async () => {
     missing = []
     for (const q of await expanded()) if (!skipped(q.dashboard, q.panel) && !await hasData(q.expr)) missing.push(q.what)
     return missing.length === 0
-  }).catch(() => {})
+  }, { timeoutMs: SETTLE_DEADLINE_MS }).catch(() => {})
   t.same(missing, [], 'no query that applies to BullMQ is without data')
 
   let withData = 0

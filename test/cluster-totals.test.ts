@@ -1,4 +1,4 @@
-// The primary's arithmetic (lib/cluster.ts, lib/exact-sum.ts) on its own: the real classes, fed collections
+// The primary's arithmetic (lib/cluster/totals.ts, lib/cluster/wire.ts, lib/exact-sum.ts) on its own: the real classes, fed collections
 // shaped as the workers send them. The cluster tests (cluster.test.ts, replicas.test.ts) run it with real workers.
 import t from 'tap'
 import { ValueType } from '@opentelemetry/api'
@@ -165,4 +165,38 @@ t.test('gauge merge rules hold whatever the namespace', async (t) => {
   }
   const namespaced = mergeScopeMetrics([collection(gauge('app_django_migrations_applied_total', 3)), collection(gauge('app_django_migrations_applied_total', 3))], 'app')
   t.same(values(namespaced), { app_django_migrations_applied_total: 3 }, 'a namespaced family keeps its rule (max)')
+})
+
+t.test('a series counted by several workers keeps the earliest start time (its _created), whatever the order', async (t) => {
+  const started = (metric: MetricData, startTime: [number, number]): MetricData => ({ ...metric, dataPoints: metric.dataPoints.map((p) => ({ ...p, startTime })) }) as MetricData
+  const early: [number, number] = [1700000000, 500]
+  const late: [number, number] = [1700000000, 900_000_000]
+  const earlyWorker = collection(started(counter('c_total', 1), early), started(histogram('h', 1, [1, 0]), early))
+  const lateWorker = collection(started(counter('c_total', 2), late), started(histogram('h', 2, [0, 1]), late))
+  const starts = (answer: ScopeMetrics[]) => answer[0]!.metrics.map((m) => m.dataPoints[0]!.startTime)
+  t.same(starts(mergeScopeMetrics([lateWorker, earlyWorker])), [early, early], 'late worker first')
+  t.same(starts(mergeScopeMetrics([earlyWorker, lateWorker])), [early, early], 'early worker first')
+  // A worker that is gone keeps its counts in the retained totals, and its start time with them.
+  const totals = new ClusterTotals()
+  totals.join(1)
+  totals.join(2)
+  totals.record(2, lateWorker)
+  totals.record(1, earlyWorker)
+  totals.leave(1)
+  t.same(starts(totals.answer()), [early, early], 'across a gone worker too')
+})
+
+t.test('histogram exemplars: each bucket keeps the most recent of the workers\' exemplars, in either order', async (t) => {
+  const exemplar = (trace: string, timestamp: string) => ({ labels: { trace_id: trace, span_id: 's' }, value: 0.5, timestamp })
+  const withExemplars = (exemplars: unknown[]): MetricData => {
+    const metric = histogram('h', 1, [1, 1])
+    return { ...metric, dataPoints: (metric.dataPoints as any[]).map((p) => ({ ...p, value: { ...p.value, exemplars } })) } as MetricData
+  }
+  const one = collection(withExemplars([exemplar('old', '100.5'), exemplar('newer', '300')]))
+  const two = collection(withExemplars([exemplar('new', '200.25'), undefined]))
+  const exemplarsOf = (answer: ScopeMetrics[]) => (answer[0]!.metrics[0]!.dataPoints[0]!.value as { exemplars?: Array<{ labels: { trace_id: string } } | undefined> }).exemplars?.map((e) => e?.labels.trace_id)
+  t.same(exemplarsOf(mergeScopeMetrics([one, two])), ['new', 'newer'])
+  t.same(exemplarsOf(mergeScopeMetrics([two, one])), ['new', 'newer'])
+  t.same(exemplarsOf(fromWire(JSON.parse(JSON.stringify(toWire(mergeScopeMetrics([one, two])))))), ['new', 'newer'], 'and they travel over IPC')
+  t.equal(exemplarsOf(mergeScopeMetrics([collection(histogram('h', 1, [1, 1]))])), undefined, 'none without exemplars')
 })

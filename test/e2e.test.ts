@@ -10,7 +10,8 @@ import { parse } from 'yaml'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
 import { startDemo } from './helpers/demo'
-import { promQuery, ROOT, startPrometheus, waitFor } from './helpers/prometheus'
+import { promQuery, ROOT, startPrometheus } from './helpers/prometheus'
+import { waitFor } from './helpers/wait'
 
 /** Alerts whose input series exist only when something is wrong: a healthy run must show them empty. */
 const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
@@ -65,10 +66,10 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   t.teardown(() => stopTraffic.abort())
   // Alert signals need a few finished tasks too (WorkerTaskFailureRatioHigh: at least 10).
   const signals = rules.filter((r) => !EMPTY_WHEN_HEALTHY.includes(r.alert!)).map((r) => signalOf(r.expr))
-  await waitFor('every panel query and alert signal to return data', SETTLE_DEADLINE_MS, async () => {
+  await waitFor('every panel query and alert signal to return data', async () => {
     for (const expr of [...queries.map((q) => q.expr), ...signals]) if (!await returnsData(expr)) return false
     return true
-  }, () => '').catch(() => {})
+  }, { timeoutMs: SETTLE_DEADLINE_MS }).catch(() => {})
 
   const panelsWithData = new Set<string>()
   for (const { panel, target, expr } of queries) {
@@ -81,11 +82,11 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   t.comment(`panels with data: ${panelsWithData.size} of ${panels.length}`)
 
   // Every rule loaded and evaluated without error.
-  await waitFor('every rule to be evaluated', 15_000, async () => {
+  await waitFor('every rule to be evaluated', async () => {
     const groups = (await (await fetch(`${prom}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ lastEvaluation: string }> }> } }).data.groups
     const evaluated = groups.flatMap((g) => g.rules).filter((r) => !r.lastEvaluation.startsWith('0001'))
     return evaluated.length === rules.length
-  }, prometheus.output)
+  }, { timeoutMs: 15_000, details: prometheus.output })
   const loaded = (await (await fetch(`${prom}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ name: string, health: string, lastError?: string }> }> } }).data.groups.flatMap((g) => g.rules)
   for (const rule of rules) {
     const found = loaded.find((r) => r.name === rule.alert)

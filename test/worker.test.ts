@@ -5,7 +5,7 @@ import t from 'tap'
 import { Queue, Worker, type Job } from 'bullmq'
 import IORedis from 'ioredis'
 import { Store } from '../lib/store'
-import { Telemetry } from '../lib/provider'
+import { Telemetry } from '../lib/telemetry'
 import { WorkerCollector } from '../lib/worker/collector'
 import {
   BIN, REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, startRedis, tasks, uniquePrefix, until

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import IORedis from 'ioredis'
 import { freePort } from './net'
-import { ROOT, startProcess, waitFor, type Started } from './prometheus'
+import { ROOT, startProcess, type Started } from './prometheus'
+import { waitFor } from './wait'
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 /** The Redis the demo finds on localhost when REDIS_URL is unset. */
@@ -34,6 +35,6 @@ export async function startDemo (t: Test, tag: string, env: NodeJS.ProcessEnv = 
     if (keys.length > 0) await redis.del(...keys)
     redis.disconnect()
   })
-  await waitFor('the demo to answer /healthz', 60_000, async () => (await fetch(`${url}/healthz`)).ok, demo.output)
+  await waitFor('the demo to answer /healthz', async () => (await fetch(`${url}/healthz`)).ok, { timeoutMs: 60_000, details: demo.output })
   return { url, port, output: demo.output }
 }
