@@ -223,14 +223,14 @@ export class WorkerCollector {
     // One transaction: the counts and the stream's state are of the same instant.
     const multi = this.command.multi()
     multi.client('LIST')
-    // Row of a queue: 6 counts, XINFO STREAM, then its meta's version until known, then BullMQ 4's list tails.
-    const rowLength = (q: QueueState): number => 7 + (q.listMarkers === undefined ? 1 : 0) + (q.listMarkers === true ? 2 : 0)
+    // Row of a queue: 6 counts, XINFO STREAM, then its meta's version until known, then (unless a BullMQ 5+ queue) the list tails.
+    const rowLength = (q: QueueState): number => q.listMarkers === undefined ? 10 : q.listMarkers ? 9 : 7
     for (const q of queues) {
       const { keys } = q
       multi.llen(keys.wait).llen(keys.paused).zcard(keys.prioritized).llen(keys.active).zcard(keys.delayed).zcard(keys.waitingChildren)
         .call('XINFO', 'STREAM', keys.events)
       if (q.listMarkers === undefined) multi.hget(keys.meta, 'version')
-      if (q.listMarkers === true) multi.lindex(keys.wait, -1).lindex(keys.paused, -1)
+      if (q.listMarkers !== false) multi.lindex(keys.wait, -1).lindex(keys.paused, -1)
     }
     const results = await multi.exec()
     if (results === null) return
@@ -258,7 +258,7 @@ export class WorkerCollector {
         // Read again until the queue has written its meta.
         if (version !== null) q.listMarkers = hasListMarkers(version)
       }
-      const markers = q.listMarkers === true && row.length === 9 ? row.slice(7).filter(([, v]) => typeof v === 'string' && isMarker(v)).length : 0
+      const markers = q.listMarkers === true ? row.slice(-2).filter(([, v]) => typeof v === 'string' && isMarker(v)).length : 0
       n[0] = n[0]! - markers
       q.lengthCell.value = n[0]! + n[1]! + n[2]!
       const [infoErr, rawInfo] = row[6]!
