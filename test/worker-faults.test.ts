@@ -40,7 +40,8 @@ t.test('a burst while the exporter process is paused past the stream\'s length: 
   })
   await exporter.waitFor('Connected to broker')
   await queue.add('j', {})
-  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+  const calm = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+  t.equal(calm.get(key('upstream_metrics_worker_events_lost_total', { queue_name: 'b' })), 0, 'exposed at 0 before any loss')
 
   exporter.child.kill('SIGSTOP')
   const burst = finished(worker, 600)

@@ -309,6 +309,8 @@ export class WorkerCollector {
         listMarkers: undefined
       }
       this.queues.set(name, q)
+      // At 0 from the start, so that increase() sees the first loss.
+      this.eventsLost.cell(name)
     }
     return q
   }
