@@ -1,4 +1,8 @@
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import Fastify from 'fastify'
 import { Queue, Worker } from 'bullmq'
@@ -61,6 +65,50 @@ t.test('a burst while the exporter process is paused past the stream\'s length: 
   const again = await until(async () => await scrape(exporter.url), (x) => tasks(x).SUCCESS === tasks(s).SUCCESS + 3, 'jobs after the burst')
   t.equal(tasks(again).SUCCESS, tasks(s).SUCCESS + 3, 'later jobs counted exactly once')
   t.equal(exporter.stderr().split('trimmed from its event stream').length - 1, 1, 'one log line for the episode')
+})
+
+t.test('the worker option: a request blocks the app while a burst outruns the stream; the loss is counted', async (t) => {
+  const prefix = uniquePrefix('blocked')
+  const dir = mkdtempSync(join(tmpdir(), 'umw-blocked-'))
+  const go = join(dir, 'go')
+  // Producer and worker in another process, which starts its burst when the file `go` appears.
+  const burst = spawn(process.execPath, ['-e', `
+    const { existsSync } = require('node:fs')
+    const { Queue, Worker } = require('bullmq')
+    const connection = ${JSON.stringify(connection)}
+    const queue = new Queue('p', { connection, prefix: ${JSON.stringify(prefix)}, streams: { events: { maxLen: 100 } } })
+    const worker = new Worker('p', async () => 'ok', { connection, prefix: ${JSON.stringify(prefix)}, concurrency: 50 })
+    const wait = setInterval(async () => {
+      if (!existsSync(${JSON.stringify(go)})) return
+      clearInterval(wait)
+      await queue.addBulk(Array.from({ length: 600 }, () => ({ name: 'p', data: {} })))
+    }, 10)
+    process.on('SIGTERM', async () => { await worker.close(true); await queue.close(); process.exit(0) })
+  `], { stdio: 'ignore', cwd: join(__dirname, '..') })
+  let logs = ''
+  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs += line } } } })
+  await app.register(upstreamMetrics, { runtimeMetrics: false, worker: { broker: REDIS_URL, queues: ['p'], prefix } })
+  // A handler that blocks the event loop until the other process has processed the burst.
+  app.get('/block', async () => {
+    writeFileSync(go, '')
+    for (let i = 0; i < 3000; i++) {
+      const done = spawnSync('redis-cli', ['-n', '6', 'ZCARD', `${prefix}:p:completed`], { encoding: 'utf8' }).stdout.trim()
+      if (done === '600') return 'unblocked'
+    }
+    return 'gave up'
+  })
+  t.teardown(async () => {
+    burst.kill('SIGTERM')
+    await once(burst, 'exit')
+    await app.close()
+    await dropPrefix(prefix)
+  })
+  await until(async () => logs, (l) => l.includes('Connected to broker'), 'the collector to connect')
+  t.equal((await app.inject('/block')).body, 'unblocked', 'the burst was processed while the app was blocked')
+  const s = await until(async () => parseExposition((await app.inject('/metrics')).body).samples, (s) => lost(s, 'p') > 0, 'the loss counted')
+  t.ok(lost(s, 'p') > 0, `events trimmed unread: ${lost(s, 'p')}`)
+  t.match(logs, 'trimmed from its event stream before they were read')
+  t.equal(tasks(s).PENDING + tasks(s).STARTED, 0, 'current states rebuilt')
 })
 
 t.test('one addBulk longer than the event stream: every job is found, counted and timed', async (t) => {
