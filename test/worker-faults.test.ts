@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -102,6 +102,7 @@ t.test('the worker option: a request blocks the app while a burst outruns the st
     await once(burst, 'exit')
     await app.close()
     await dropPrefix(prefix)
+    rmSync(dir, { recursive: true, force: true })
   })
   await until(async () => logs, (l) => l.includes('Connected to broker'), 'the collector to connect')
   t.equal((await app.inject('/block')).body, 'unblocked', 'the burst was processed while the app was blocked')
