@@ -569,7 +569,6 @@ export class WorkerCollector {
         await this.apply(q, read.entries)
         break
       case 'gap': {
-        this.eventsLost.cell(q.name).value += read.lost ?? 1
         const how = read.lost === undefined ? 'an unknown number of events (Redis before 7.0 does not count them)' : `${read.lost} events`
         const recovered = (await this.snapshot(q, true, compareIds(q.stream.lastId, this.startId) < 0 ? this.startId : q.stream.lastId))!
         const found = recovered.succeeded + recovered.failed
@@ -577,6 +576,8 @@ export class WorkerCollector {
           recovered.unreadable > 0 ? `${recovered.unreadable} more had their hash removed before it was read` : '',
           recovered.truncated ? `more than ${RECONCILE_MAX} finished in the gap, the rest is not counted` : ''
         ].filter((x) => x !== '').join('; ')
+        // With what was recovered, so a scrape never shows the loss without it.
+        this.eventsLost.cell(q.name).value += read.lost ?? 1
         this.logOnce(`lost:${q.name}`, 'warn', undefined,
           `upstream-metrics-worker: ${how} of queue "${q.name}" were trimmed from its event stream before they were read (BullMQ keeps streams.events.maxLen of them: a burst longer than that while this process was paused, slow or disconnected; upstream_metrics_worker_events_lost_total); ` +
           `recovered ${found} finished jobs (${recovered.succeeded} succeeded, ${recovered.failed} failed) from BullMQ's completed and failed sets${unrecovered === '' ? '' : ` (${unrecovered})`}; ` +
