@@ -92,3 +92,35 @@ t.test('jobs removed on completion cannot be recovered: they stay reported as lo
   t.ok(tasks(s).SUCCESS < 301, 'removed jobs are not invented')
   t.match(exporter.stderr(), /removeOnComplete|removeOnFail/, 'the log names the cause of what cannot be recovered')
 })
+
+/** What Prometheus 3 sends when it scrapes. */
+const PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2'
+
+t.test('the command answers Prometheus in OpenMetrics with the _created series, as the plugin and the Celery exporter do; text to a plain scraper', async (t) => {
+  const prefix = uniquePrefix('openmetrics')
+  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'o', '--prefix', prefix])
+  const queue = new Queue('o', { connection, prefix })
+  const worker = new Worker('o', async () => 'ok', { connection, prefix, name: 'w1' })
+  t.teardown(async () => {
+    exporter.child.kill('SIGKILL')
+    await worker.close(true)
+    await queue.close()
+    await dropPrefix(prefix)
+  })
+  await exporter.waitFor('Connected to broker')
+  const done = finished(worker, 1)
+  await queue.add('good', {})
+  await done
+  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the job')
+
+  const om = await fetch(exporter.url, { headers: { accept: PROMETHEUS_ACCEPT } })
+  t.match(om.headers.get('content-type'), /^application\/openmetrics-text; version=1\.0\.0/, 'OpenMetrics to Prometheus')
+  const body = await om.text()
+  t.ok(body.endsWith('# EOF\n'), 'a complete OpenMetrics exposition')
+  t.match(body, /^celery_task_succeeded_created\{[^}]*name="good"[^}]*\} \d+(\.\d+)?(e\+\d+)?$/m, '_created of a celery-exporter counter')
+  t.match(body, /^celery_task_succeeded_total\{[^}]*name="good"[^}]*\} 1(\.0)?$/m, 'the counter itself')
+
+  const plain = await fetch(exporter.url)
+  t.match(plain.headers.get('content-type'), /^text\/plain; version=0\.0\.4/, 'text to a scraper that asks for nothing')
+  t.match(await plain.text(), /^celery_task_succeeded_created\{/m, 'the _created series in text too, as prometheus_client writes them')
+})
