@@ -36,6 +36,7 @@ export interface ResolvedOptions {
   excludePaths: Array<string | RegExp>
   countScrape: boolean
   cardinalityLimit: number
+  exemplars: boolean
   http: ResolvedHttp
   collectTimeoutMs: number
   auth: MetricsAuthOptions | undefined
@@ -47,7 +48,7 @@ export interface ResolvedOptions {
   otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'exemplars', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
@@ -240,6 +241,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
     cardinalityLimit,
+    exemplars: bool(options, 'exemplars', true),
     http: httpOptions(options.http),
     collectTimeoutMs,
     auth: auth(options.auth),

@@ -59,7 +59,8 @@ export class StoreProducer implements MetricProducer {
           startTime,
           endTime,
           attributes: cell.attributes,
-          value: { buckets: { boundaries, counts: cell.counts.slice() }, sum: cell.sum, count: cell.value }
+          value: { buckets: { boundaries, counts: cell.counts.slice() }, sum: cell.sum, count: cell.value },
+          exemplars: cell.exemplars?.slice()
         })
       }
       return { descriptor, aggregationTemporality, dataPointType: DataPointType.HISTOGRAM, dataPoints }

@@ -1,4 +1,5 @@
-import type { Attributes } from '@opentelemetry/api'
+import type { Attributes, SpanContext } from '@opentelemetry/api'
+import type { Exemplar } from './exemplars'
 import { OVERFLOW_ATTRIBUTE, type MetricSpec } from './names'
 
 /**
@@ -15,6 +16,8 @@ export interface HistogramCell extends Cell {
   /** Per-bucket (not cumulative) counts; the last one is +Inf. */
   readonly counts: number[]
   sum: number
+  /** The latest exemplar of each bucket, allocated with the first one. */
+  exemplars: Array<Exemplar | undefined> | undefined
 }
 
 export class Family<C extends Cell = Cell> {
@@ -63,7 +66,7 @@ export class Family<C extends Cell = Cell> {
 
   private create (attributes: Attributes): C {
     const cell: Cell = this.spec.type === 'histogram'
-      ? { attributes, value: 0, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0) } as HistogramCell
+      ? { attributes, value: 0, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0), exemplars: undefined } as HistogramCell
       : { attributes, value: 0 }
     return cell as C
   }
@@ -74,14 +77,18 @@ export class Family<C extends Cell = Cell> {
   }
 }
 
-/** Counts one observation; `value` of a histogram cell is its count. */
-export function observe (cell: HistogramCell, bounds: readonly number[], v: number): void {
+/**
+ * Counts one observation; `value` of a histogram cell is its count. `span`: the sampled span
+ * active at the observation (see exemplars.ts), kept as its bucket's exemplar.
+ */
+export function observe (cell: HistogramCell, bounds: readonly number[], v: number, span?: SpanContext): void {
   let i = 0
   const n = bounds.length
   while (i < n && v > bounds[i]!) i++
   cell.counts[i]!++
   cell.sum += v
   cell.value++
+  if (span !== undefined) (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = { traceId: span.traceId, spanId: span.spanId, value: v, timeMs: Date.now() }
 }
 
 /** `namespaced: false` keeps a family's names as declared (the Celery exporter's, which dashboards query as such). */

@@ -45,6 +45,14 @@ export interface UpstreamMetricsOptions {
    */
   cardinalityLimit?: number
   /**
+   * Attach the trace of the app's own OpenTelemetry to the latency histograms: each bucket keeps
+   * the trace and span ids of its most recent observation made while a sampled span was active
+   * (OpenTelemetry's default `trace_based` exemplar filter). They are written only in the
+   * OpenMetrics format; without tracing nothing is recorded. See docs/tracing.md.
+   * @default true
+   */
+  exemplars?: boolean
+  /**
    * HTTP metrics beyond django-prometheus's.
    * @default { semconvMetrics: false }
    */

@@ -113,7 +113,9 @@ export function instrumentDb (
     return found
   }
 
+  const exemplars = options.exemplars
   const sink: DbSink = {
+    exemplars,
     query (q: FinishedQuery) {
       try {
         const a = q.attributes
@@ -121,7 +123,7 @@ export function instrumentDb (
         // django adds 1 per execute() call, however many statements its text holds.
         c.execute ??= execute.cell(c.alias, VENDOR)
         c.execute.value++
-        observe(c.duration ??= duration.cell(c.alias, VENDOR), bounds, q.seconds)
+        observe(c.duration ??= duration.cell(c.alias, VENDOR), bounds, q.seconds, exemplars ? q.span : undefined)
         if (q.error !== undefined) {
           let e = c.errors.get(q.error)
           if (e === undefined) {
