@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify'
+import type { Faults } from '../faults'
+import type { ResolvedOptions } from '../options'
+import type { Store } from '../store'
+import { HttpRecorder } from './recorder'
+import { wrapSend, wrapViews } from './reply-patches'
+
+export { exceptionType } from './labels'
+export { kScrapeRoute } from './routes'
+
+/**
+ * The django-prometheus middleware pair as Fastify hooks: request-side counters in
+ * `onRequest` (django's Before/After `process_request` and `process_view`), response
+ * side in `onResponse`, exceptions in `onError`. A request whose `onRequest` never ran
+ * (an earlier hook answered it) is recorded on both sides when it responds; a request
+ * whose client left is recorded when its handler's reply is written (see `wrapSend`).
+ */
+export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
+  const recorder = new HttpRecorder(store, options)
+  fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
+
+  fastify.addHook('onRequest', function metricsOnRequest (request, reply, done) {
+    try {
+      recorder.track(request)
+    } catch (err) {
+      faults.report(err)
+    }
+    done()
+  })
+
+  fastify.addHook('onError', function metricsOnError (request, reply, error, done) {
+    try {
+      recorder.recordError(request, reply, error)
+    } catch (err) {
+      faults.report(err)
+    }
+    done()
+  })
+
+  fastify.addHook('onResponse', function metricsOnResponse (request, reply, done) {
+    try {
+      recorder.recordResponse(request, reply)
+    } catch (err) {
+      faults.report(err)
+    }
+    done()
+  })
+
+  wrapSend(fastify, (reply) => {
+    try {
+      recorder.recordResponse(reply.request, reply)
+    } catch (err) {
+      faults.report(err)
+    }
+  }, faults)
+  wrapViews(fastify)
+}

@@ -1,0 +1,209 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS } from '../names'
+import type { ResolvedOptions } from '../options'
+import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
+import { charsetOf, exceptionType } from './labels'
+import { isStreamed, templateOf } from './reply-patches'
+import { Routes, type MethodCells, type RouteState } from './routes'
+
+const kRequestState = Symbol('upstream-metrics.request')
+/** On a request that raised an exception, when the semantic-convention histogram needs its `error.type`. */
+const kErrorType = Symbol('upstream-metrics.error-type')
+/** Request state of a request not measured (excluded) or whose response is already recorded. */
+const SETTLED = Object.freeze({ settled: true })
+
+type RequestState = MethodCells | typeof SETTLED | null | undefined
+type StatefulRequest = FastifyRequest & { [kRequestState]?: RequestState, [kErrorType]?: string }
+
+type Families = { [K in keyof typeof HTTP]: Family } & {
+  latencyIncluding: Family<HistogramCell>
+  latencyByViewMethod: Family<HistogramCell>
+  requestBody: Family<HistogramCell>
+  responseBody: Family<HistogramCell>
+}
+
+/**
+ * The django-prometheus middleware pair's numbers: the HTTP families and the cells each
+ * request, exception and response adds to. A request is measured once on each side, whichever
+ * of `onRequest`, `onError`, `onResponse` or an abandoned reply sees it first.
+ */
+export class HttpRecorder {
+  /** The property Fastify's request objects are decorated with, so every request has the same shape. */
+  static readonly stateKey = kRequestState
+
+  private readonly f = {} as Families
+  private readonly routes: Routes
+  /** `http.server.request.duration`, when semconv metrics are on. */
+  private readonly semconv: Family<HistogramCell> | undefined
+  private readonly latencyBounds: readonly number[]
+  private readonly requestsBefore: Cell
+  private readonly responsesBefore: Cell
+  private readonly latencyIncluding: HistogramCell
+  private readonly ajax: Cell
+  private readonly requestBody: HistogramCell
+  private readonly responseBody: HistogramCell
+  private readonly streaming: Cell
+  private readonly byTransport: { http?: Cell, https?: Cell } = {}
+  private readonly byMethod = new Map<string, Cell>()
+  private readonly byStatus = new Map<number, Cell>()
+  private readonly byCharset = new Map<string, Cell>()
+  private readonly byTemplate = new Map<string, Cell>()
+
+  constructor (store: Store, options: ResolvedOptions) {
+    const f = this.f
+    for (const [key, spec] of Object.entries(HTTP) as Array<[keyof typeof HTTP, typeof HTTP[keyof typeof HTTP]]>) {
+      if (spec.type === 'histogram') {
+        (f as Record<string, Family>)[key] = store.histogram(spec, spec.buckets === 'body' ? DJANGO_BODY_BUCKETS : options.latencyBuckets)
+      } else {
+        (f as Record<string, Family>)[key] = store.counter(spec)
+      }
+    }
+    // A standard name: never namespaced, as OpenTelemetry-native dashboards query it as such.
+    this.semconv = options.http.semconvMetrics
+      ? store.histogram(HTTP_SEMCONV.requestDuration, SEMCONV_HTTP_DURATION_BUCKETS, { namespaced: false })
+      : undefined
+    this.routes = new Routes(options.countScrape, options.excludePaths)
+    this.latencyBounds = options.latencyBuckets
+    this.requestsBefore = f.requestsBefore.cell()
+    this.responsesBefore = f.responsesBefore.cell()
+    this.latencyIncluding = f.latencyIncluding.cell() as HistogramCell
+    this.ajax = f.ajax.cell()
+    this.requestBody = f.requestBody.cell() as HistogramCell
+    this.responseBody = f.responseBody.cell() as HistogramCell
+    this.streaming = f.streaming.cell()
+  }
+
+  /** Records the request side; the request's cells, or `undefined` when it is not measured. */
+  track (request: FastifyRequest): MethodCells | undefined {
+    const route = this.routes.of(request)
+    if (this.routes.excludes(route, request.url)) {
+      (request as StatefulRequest)[kRequestState] = SETTLED
+      return undefined
+    }
+    return this.recordRequest(request, route)
+  }
+
+  /** The cells of a request still to be answered; the request side is recorded now if `onRequest` never ran. */
+  cellsOfUnanswered (request: FastifyRequest): MethodCells | undefined {
+    const state = (request as StatefulRequest)[kRequestState]
+    if (state == null) return this.track(request)
+    return state === SETTLED ? undefined : state as MethodCells
+  }
+
+  /** An exception out of the handler or a hook: django's `process_exception`. */
+  recordError (request: FastifyRequest, reply: FastifyReply, error: unknown): void {
+    const cells = this.cellsOfUnanswered(request)
+    // The disconnect that broke a body upload is the client's doing, not an exception of the app.
+    if (cells === undefined || (typeof error === 'object' && error !== null && error === request.raw.errored)) return
+    const type = exceptionType(error)
+    this.f.exceptionsByType.cell(type).value++
+    if (cells.route.matched) this.f.exceptionsByView.cell(cells.route.view).value++
+    // django observes the latency in process_exception and again in process_response.
+    observe(this.latencyCell(cells), this.latencyBounds, reply.elapsedTime / 1000)
+    if (this.semconv !== undefined) (request as StatefulRequest)[kErrorType] = type
+  }
+
+  /** The response side, once per request: from `onResponse`, or for a reply whose client left. */
+  recordResponse (request: FastifyRequest, reply: FastifyReply): void {
+    const cells = this.cellsOfUnanswered(request)
+    if (cells === undefined) return
+    const seconds = reply.elapsedTime / 1000
+    const status = reply.statusCode
+    const state = request as StatefulRequest
+    // Answered: a close listener of an abandoned-reply watch must not record it again.
+    state[kRequestState] = SETTLED
+    this.responsesBefore.value++
+    observe(this.latencyIncluding, this.latencyBounds, seconds)
+    observe(this.latencyCell(cells), this.latencyBounds, seconds)
+    let cell = this.byStatus.get(status)
+    if (cell === undefined) {
+      cell = this.f.byStatus.cell(String(status))
+      this.byStatus.set(status, cell)
+    }
+    cell.value++
+    cell = cells.byStatus.get(status)
+    if (cell === undefined) {
+      cell = this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method)
+      cells.byStatus.set(status, cell)
+    }
+    cell.value++
+    const length = reply.getHeader('content-length')
+    if (isStreamed(reply)) this.streaming.value++
+    else if (length !== undefined) observe(this.responseBody, DJANGO_BODY_BUCKETS, Number(length) || 0)
+    else if (status === 204 || status === 304 || status < 200) observe(this.responseBody, DJANGO_BODY_BUCKETS, 0)
+    else this.streaming.value++
+    const charset = charsetOf(reply.getHeader('content-type'))
+    cell = this.byCharset.get(charset)
+    if (cell === undefined) {
+      cell = this.f.byCharset.cell(charset)
+      if (this.byCharset.size < 256) this.byCharset.set(charset, cell)
+    }
+    cell.value++
+    const template = templateOf(reply)
+    if (template !== undefined) {
+      cell = this.byTemplate.get(template)
+      if (cell === undefined) {
+        cell = this.f.byTemplateName.cell(template)
+        if (this.byTemplate.size < 256) this.byTemplate.set(template, cell)
+      }
+      cell.value++
+    }
+    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds)
+  }
+
+  private recordRequest (request: FastifyRequest, route: RouteState): MethodCells {
+    const cells = this.routes.methodCells(route, request.method)
+    const f = this.f
+    const state = request as StatefulRequest
+    state[kRequestState] = cells
+    this.requestsBefore.value++
+    ;(cells.byMethod ??= this.methodCounter(cells.method)).value++
+    if (request.protocol === 'https') {
+      (this.byTransport.https ??= f.byTransport.cell('https')).value++
+      if (route.matched) (cells.byViewHttps ??= f.byViewTransportMethod.cell(route.view, 'https', cells.method)).value++
+    } else {
+      (this.byTransport.http ??= f.byTransport.cell('http')).value++
+      if (route.matched) (cells.byViewHttp ??= f.byViewTransportMethod.cell(route.view, 'http', cells.method)).value++
+    }
+    const headers = request.headers
+    if (headers['x-requested-with'] === 'XMLHttpRequest') this.ajax.value++
+    const length = headers['content-length']
+    observe(this.requestBody, DJANGO_BODY_BUCKETS, length === undefined ? 0 : (Number(length) || 0))
+    return cells
+  }
+
+  private methodCounter (method: string): Cell {
+    let cell = this.byMethod.get(method)
+    if (cell === undefined) {
+      cell = this.f.byMethod.cell(method)
+      this.byMethod.set(method, cell)
+    }
+    return cell
+  }
+
+  private latencyCell (cells: MethodCells): HistogramCell {
+    return (cells.latency ??= this.f.latencyByViewMethod.cell(cells.route.view, cells.latencyMethod) as HistogramCell)
+  }
+
+  private semconvCell (cells: MethodCells, request: FastifyRequest, status: number): HistogramCell {
+    const scheme = request.protocol === 'https' ? 'https' : 'http'
+    const series = (cells.semconv ??= { http: new Map(), https: new Map(), failed: new Map() })
+    const errorType = (request as StatefulRequest)[kErrorType] ?? (status >= 500 ? String(status) : undefined)
+    if (errorType !== undefined) {
+      const key = `${scheme} ${status} ${errorType}`
+      let cell = series.failed.get(key)
+      if (cell === undefined) {
+        cell = this.semconv!.cell(cells.semconvMethod, cells.route.template, status, scheme, errorType) as HistogramCell
+        series.failed.set(key, cell)
+      }
+      return cell
+    }
+    const byScheme = series[scheme]
+    let cell = byScheme.get(status)
+    if (cell === undefined) {
+      cell = this.semconv!.cell(cells.semconvMethod, cells.route.template, status, scheme, undefined) as HistogramCell
+      byScheme.set(status, cell)
+    }
+    return cell
+  }
+}

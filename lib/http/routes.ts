@@ -1,0 +1,102 @@
+import type { FastifyRequest } from 'fastify'
+import { SCRAPE_VIEW, UNNAMED_VIEW } from '../names'
+import type { Cell, HistogramCell } from '../store'
+import type { RouteMetricsConfig } from '../types'
+import { cleanMethod, latencyMethod, semconvMethod } from './labels'
+
+/** On the `/metrics` route's config: its view is django's scrape view, counted only with `countScrape`. */
+export const kScrapeRoute = Symbol('upstream-metrics.scrape-route')
+
+/** The label values and cells of one (route, method): resolved once, reused by every request. */
+export interface MethodCells {
+  readonly route: RouteState
+  readonly method: string
+  /** The raw-method label of the latency histogram (django does not clean it there). */
+  readonly latencyMethod: string
+  /** `http.request.method`: a known method as is, else `_OTHER`. */
+  readonly semconvMethod: string
+  /** Series are created on first use, as prometheus_client creates a child on its first update. */
+  latency: HistogramCell | undefined
+  byMethod: Cell | undefined
+  byViewHttp: Cell | undefined
+  byViewHttps: Cell | undefined
+  readonly byStatus: Map<number, Cell>
+  /** `http.server.request.duration` series by status, per scheme; `undefined` while semconv is off. */
+  semconv: { http: Map<number, HistogramCell>, https: Map<number, HistogramCell>, failed: Map<string, HistogramCell> } | undefined
+}
+
+export interface RouteState {
+  readonly view: string
+  readonly matched: boolean
+  readonly excluded: boolean
+  /** The route's URL template (`http.route`), when a route matched. */
+  readonly template: string | undefined
+  readonly methods: Map<string, MethodCells>
+}
+
+function routeConfig (config: unknown): RouteMetricsConfig | undefined {
+  const metrics = (config as { metrics?: unknown } | undefined)?.metrics
+  return typeof metrics === 'object' && metrics !== null ? metrics as RouteMetricsConfig : undefined
+}
+
+/** Each route's view label and exclusion, resolved on its first request and kept by its config object. */
+export class Routes {
+  private readonly states = new WeakMap<object, RouteState>()
+  private readonly noConfig = {}
+
+  constructor (private readonly countScrape: boolean, private readonly excludePaths: ReadonlyArray<string | RegExp>) {}
+
+  of (request: FastifyRequest): RouteState {
+    const routeOptions = request.routeOptions
+    const config = routeOptions.config ?? this.noConfig
+    let state = this.states.get(config)
+    if (state === undefined) {
+      const custom = routeConfig(config)
+      const matched = routeOptions.url !== undefined
+      const isScrape = (config as unknown as Record<symbol, unknown>)[kScrapeRoute] === true
+      const view = isScrape ? SCRAPE_VIEW : matched ? (custom?.view ?? routeOptions.url!) : UNNAMED_VIEW
+      const excluded = custom?.exclude === true || (isScrape && !this.countScrape)
+      state = { view, matched, excluded, template: routeOptions.url, methods: new Map() }
+      this.states.set(config, state)
+    }
+    return state
+  }
+
+  /** Whether a request of this route is left unmeasured, by the route's config or by `excludePaths`. */
+  excludes (route: RouteState, url: string): boolean {
+    return route.excluded || (this.excludePaths.length > 0 && this.pathExcluded(url))
+  }
+
+  methodCells (route: RouteState, rawMethod: string): MethodCells {
+    const found = route.methods.get(rawMethod)
+    if (found !== undefined) return found
+    const cells: MethodCells = {
+      route,
+      method: cleanMethod(rawMethod),
+      latencyMethod: latencyMethod(rawMethod),
+      semconvMethod: semconvMethod(rawMethod),
+      latency: undefined,
+      byMethod: undefined,
+      byViewHttp: undefined,
+      byViewHttps: undefined,
+      byStatus: new Map(),
+      semconv: undefined
+    }
+    route.methods.set(rawMethod, cells)
+    return cells
+  }
+
+  private pathExcluded (url: string): boolean {
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    for (const rule of this.excludePaths) {
+      if (typeof rule === 'string') {
+        if (rule === path) return true
+        continue
+      }
+      rule.lastIndex = 0 // a /g or /y pattern keeps state between test() calls
+      if (rule.test(path)) return true
+    }
+    return false
+  }
+}
