@@ -136,7 +136,10 @@ export class Totals {
               value: typeof from.value === 'number' ? from.value : from.value.clone(),
               histogram: from.histogram === undefined ? undefined : { ...from.histogram, counts: from.histogram.counts.slice(), sum: from.histogram.sum.clone() }
             })
-          } else if (into.histogram !== undefined && from.histogram !== undefined) {
+            continue
+          }
+          into.startTime = earliest(into.startTime, from.startTime)
+          if (into.histogram !== undefined && from.histogram !== undefined) {
             addCounts(into.histogram.counts, from.histogram.counts)
             into.histogram.count += from.histogram.count
             into.histogram.sum.addSum(from.histogram.sum)
@@ -191,6 +194,7 @@ export class Totals {
   private addPoint (total: MetricTotal, point: any): void {
     const key = attributesKey(point.attributes)
     const seen = total.series.get(key)
+    if (seen !== undefined) seen.startTime = earliest(seen.startTime, point.startTime)
     const monotonic = isMonotonic(total.metric)
     if (total.metric.dataPointType === DataPointType.HISTOGRAM) {
       const { buckets, count, sum } = point.value
@@ -215,6 +219,11 @@ export class Totals {
       seen.value = mergeGauge(total.rule, seen.value, point.value)
     }
   }
+}
+
+/** A series counted by several workers started with the first of them (its `_created`). */
+function earliest (a: HrTime, b: HrTime): HrTime {
+  return b[0] < a[0] || (b[0] === a[0] && b[1] < a[1]) ? b : a
 }
 
 function addCounts (into: number[], from: readonly number[]): void {

@@ -1,17 +1,4 @@
-import { context, isSpanContextValid, trace, TraceFlags, type SpanContext } from '@opentelemetry/api'
-
-/**
- * A trace attached to one histogram bucket: the span that was active and sampled when an
- * observation fell in that bucket (the most recent one, as Prometheus clients keep it).
- */
-export interface Exemplar {
-  readonly traceId: string
-  readonly spanId: string
-  /** The observed value. */
-  readonly value: number
-  /** When it was observed, in milliseconds since the epoch. */
-  readonly timeMs: number
-}
+import { context, isSpanContextValid, trace, TraceFlags, type Context, type SpanContext } from '@opentelemetry/api'
 
 /**
  * The active span of the app's own OpenTelemetry (its global context manager), when it is valid
@@ -23,11 +10,22 @@ export function sampledSpan (): SpanContext | undefined {
   return span === undefined ? undefined : sampled(span.spanContext())
 }
 
-export function sampled (spanContext: SpanContext): SpanContext | undefined {
-  return (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(spanContext) ? spanContext : undefined
+/**
+ * The sampled span of a request. @fastify/otel keeps its request span's context on the request
+ * (`request.opentelemetry().context`, kept after the span ends) and makes it active only around
+ * the handler and hooks that run after its own, not in the `onResponse` that measures the
+ * request: that context first, else the active one (instrumentation-http's server span).
+ */
+export function requestSpan (request: object): SpanContext | undefined {
+  const otel = (request as { opentelemetry?: unknown }).opentelemetry
+  if (typeof otel === 'function') {
+    const ctx = (otel.call(request) as { context?: Context | null } | undefined)?.context
+    const span = ctx == null ? undefined : trace.getSpan(ctx)
+    if (span !== undefined) return sampled(span.spanContext())
+  }
+  return sampledSpan()
 }
 
-/** A histogram data point's exemplars, by bucket (the last one is +Inf): what the OpenMetrics writer renders. */
-export interface WithExemplars {
-  readonly exemplars?: ReadonlyArray<Exemplar | undefined>
+export function sampled (spanContext: SpanContext): SpanContext | undefined {
+  return (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(spanContext) ? spanContext : undefined
 }

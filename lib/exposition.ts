@@ -1,15 +1,23 @@
-import type { Attributes } from '@opentelemetry/api'
-import { DataPointType, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics'
+import type { Attributes, HrTime } from '@opentelemetry/api'
+import { DataPointType, type Histogram, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import { STORE_SCOPE } from './producer'
-import { labelName, labelValue, metricName, sampleNames, type InstrumentKind } from './translation'
+import type { Exemplar, ExemplarBuckets } from './store'
+import { labelName, labelValue, metricName, sampleNames, UNITS, type InstrumentKind } from './translation'
 
 /**
- * Prometheus text format 0.0.4, written the way prometheus_client writes it (so the
- * output of a django app and of this plugin compare line by line): buckets before
- * `_sum`/`_count`, labels sorted, `le` and values in Python's float notation. No
- * `target_info`, no `otel_scope_*` labels, no `# UNIT` lines (django output has none).
+ * The two formats, written the way prometheus_client writes them (so the output of a django
+ * app and of this plugin compare line by line): buckets before `_count`/`_sum`, labels sorted,
+ * `le` and values in Python's float notation, no `target_info`, no `otel_scope_*` labels.
+ * - Text 0.0.4: counters named `…_total` on their TYPE line, `_created` as a gauge family after
+ *   its counter or histogram, no `# UNIT`.
+ * - OpenMetrics 1.0: counter families named without `_total` (their samples keep it), `_created`
+ *   after each series' samples, `# UNIT` when the family name ends with a unit word, exemplars on
+ *   buckets, `# EOF`. Prometheus stores the same series from both.
  */
+export type ExpositionFormat = 'text' | 'openmetrics'
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
+export const CONTENT_TYPES: Readonly<Record<ExpositionFormat, string>> = { text: CONTENT_TYPE, openmetrics: OPENMETRICS_CONTENT_TYPE }
 
 /** prometheus_client's `floatToGoString`: `1.0`, `0.25`, `1.048576e+06`, `+Inf`. */
 export function formatNumber (d: number): string {
@@ -46,8 +54,9 @@ export function escapeLabelValue (value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
 }
 
-function escapeHelp (help: string): string {
-  return help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')
+function escapeHelp (help: string, format: ExpositionFormat): string {
+  const escaped = help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')
+  return format === 'openmetrics' ? escaped.replace(/"/g, '\\"') : escaped
 }
 
 /** A series' labels, sorted by name (Python sorts them). */
@@ -101,6 +110,18 @@ function instrumentKind (metric: MetricData): InstrumentKind {
   }
 }
 
+/** Seconds since the epoch of an OpenTelemetry time. */
+function seconds (time: HrTime): number {
+  return time[0] + time[1] / 1e9
+}
+
+/** `unit` when the name's last word is one (`_seconds`, `_bytes`): OpenMetrics requires the unit to end the family name. */
+const UNIT_WORDS = new Set(Object.values(UNITS).filter((word) => word !== ''))
+function unitOf (family: string): string | undefined {
+  const word = family.slice(family.lastIndexOf('_') + 1)
+  return UNIT_WORDS.has(word) && word !== family ? word : undefined
+}
+
 function promType (metric: MetricData): string {
   switch (metric.dataPointType) {
     case DataPointType.SUM: return metric.isMonotonic ? 'counter' : 'gauge'
@@ -115,15 +136,29 @@ export interface SerializerOptions {
   exactScopes?: readonly string[]
   /** Families written `# TYPE … untyped` (gauges named `_total`, which promtool rejects as gauges). */
   untyped?: () => ReadonlySet<string>
+  /** Scopes whose counters and histograms get `_created` series (each point's start time); none unless given. */
+  created?: (scope: string) => boolean
   /** Told about a family left out because an earlier one already writes one of its sample names. */
   onConflict?: (family: string, scope: string) => void
 }
 
 interface FamilyOut {
+  /** The name on text 0.0.4's TYPE line (a counter's ends with `_total`). */
+  readonly name: string
+  /** The name before the sample suffixes: OpenMetrics's family name, and the base of `_created`. */
+  readonly base: string
   readonly type: string
   readonly help: string
   readonly metric: MetricData
   readonly exact: boolean
+  readonly created: boolean
+}
+
+/** ` # {trace_id="…",span_id="…"} value timestamp`, the suffix of an OpenMetrics bucket line. */
+export function exemplarSuffix (exemplar: Exemplar): string {
+  const labels = Object.entries(exemplar.labels).map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(',')
+  const time = exemplar.timestamp === undefined ? '' : ` ${exemplar.timestamp}`
+  return ` # {${labels}} ${formatNumber(exemplar.value)}${time}`
 }
 
 /**
@@ -144,33 +179,64 @@ export class Serializer {
     this.exactScopes = new Set(options.exactScopes ?? [STORE_SCOPE.name])
   }
 
-  serialize (resourceMetrics: ResourceMetrics, scopeOrder: (scopeName: string) => number = () => 0): string {
-    const families = new Map<string, FamilyOut>()
+  serialize (resourceMetrics: ResourceMetrics, scopeOrder: (scopeName: string) => number = () => 0, format: ExpositionFormat = 'text'): string {
+    const parts: string[] = []
+    for (const family of this.families(resourceMetrics, scopeOrder)) {
+      if (format === 'openmetrics') this.openMetricsFamily(family, parts)
+      else this.textFamily(family, parts)
+    }
+    if (format === 'openmetrics') parts.push('# EOF\n')
+    return parts.join('')
+  }
+
+  /** The families to write, in order; the same whatever the format, so that both give Prometheus the same series. */
+  private families (resourceMetrics: ResourceMetrics, scopeOrder: (scopeName: string) => number): FamilyOut[] {
+    const families: FamilyOut[] = []
     const written = new Set<string>()
     const untyped = this.options.untyped?.() ?? new Set<string>()
     const scopes = [...resourceMetrics.scopeMetrics].sort((a, b) => scopeOrder(a.scope.name) - scopeOrder(b.scope.name))
     for (const scope of scopes) {
       const exact = this.exactScopes.has(scope.scope.name)
+      const createdScope = this.options.created?.(scope.scope.name) ?? false
       for (const metric of scope.metrics) {
         if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) continue
         const name = exact ? familyName(metric) : this.translatedName(metric)
-        // Two families writing one sample name would be duplicates that Prometheus drops (or a scrape it rejects).
-        const samples = sampleNames(name, metric.dataPointType === DataPointType.HISTOGRAM)
-        if (samples.some((sample) => written.has(sample))) {
+        const type = untyped.has(name) ? 'untyped' : promType(metric)
+        const base = type === 'counter' ? name.slice(0, -'_total'.length) : name
+        const created = createdScope && (type === 'counter' || type === 'histogram')
+        // Two families writing one name would be duplicates that Prometheus drops (or a scrape it rejects);
+        // an OpenMetrics family name is reserved too.
+        const names = sampleNames(name, type === 'histogram')
+        if (base !== name) names.push(base)
+        if (created) names.push(`${base}_created`)
+        if (names.some((sample) => written.has(sample))) {
           this.options.onConflict?.(name, scope.scope.name)
           continue
         }
-        for (const sample of samples) written.add(sample)
-        const type = untyped.has(name) ? 'untyped' : promType(metric)
-        families.set(name, { type, help: metric.descriptor.description || name, metric, exact })
+        for (const sample of names) written.add(sample)
+        families.push({ name, base, type, help: metric.descriptor.description || name, metric, exact, created })
       }
     }
-    const parts: string[] = []
-    for (const [name, family] of families) {
-      parts.push(`# HELP ${name} ${escapeHelp(family.help)}\n# TYPE ${name} ${family.type}\n`)
-      this.samples(name, family, parts)
-    }
-    return parts.join('')
+    return families
+  }
+
+  private textFamily (family: FamilyOut, parts: string[]): void {
+    const { name, base, type, help } = family
+    parts.push(`# HELP ${name} ${escapeHelp(help, 'text')}\n# TYPE ${name} ${type}\n`)
+    this.samples(family, parts, 'text')
+    if (!family.created) return
+    // As prometheus_client: no `_created` family while the family has no series.
+    if (family.metric.dataPoints.length === 0) return
+    let out = `# HELP ${base}_created ${escapeHelp(help, 'text')}\n# TYPE ${base}_created gauge\n`
+    this.forEachPoint(family, (point, braces) => { out += `${base}_created${braces} ${formatNumber(seconds(point.startTime))}\n` })
+    parts.push(out)
+  }
+
+  private openMetricsFamily (family: FamilyOut, parts: string[]): void {
+    const { base, type, help } = family
+    const unit = unitOf(base)
+    parts.push(`# HELP ${base} ${escapeHelp(help, 'openmetrics')}\n# TYPE ${base} ${type === 'untyped' ? 'unknown' : type}\n${unit === undefined ? '' : `# UNIT ${base} ${unit}\n`}`)
+    this.samples(family, parts, 'openmetrics')
   }
 
   private translatedName (metric: MetricData): string {
@@ -204,41 +270,50 @@ export class Serializer {
     return cached
   }
 
-  private samples (name: string, family: FamilyOut, parts: string[]): void {
-    const { metric, exact } = family
-    // The store's series are unique by construction; translated ones may meet after translation: the first is kept.
-    const seen = exact ? undefined : new Set<string>()
-    if (metric.dataPointType === DataPointType.HISTOGRAM) {
-      for (const point of metric.dataPoints) {
-        const labels = this.labels(point.attributes, exact).text
-        if (seen !== undefined) {
-          if (seen.has(labels)) continue
-          seen.add(labels)
-        }
-        const { boundaries, counts } = point.value.buckets
-        const prefixes = this.prefixes(name, point.attributes, exact, boundaries)
-        let cumulative = 0
-        let out = ''
-        for (let i = 0; i < prefixes.length; i++) {
-          cumulative += counts[i] ?? 0
-          out += prefixes[i]! + formatNumber(cumulative) + '\n'
-        }
-        const braces = labels === '' ? '' : `{${labels}}`
-        out += `${name}_count${braces} ${formatNumber(point.value.count)}\n${name}_sum${braces} ${formatNumber(point.value.sum ?? 0)}\n`
-        parts.push(out)
-      }
-      return
-    }
-    if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) return
-    let out = ''
-    for (const point of metric.dataPoints) {
-      const labels = this.labels(point.attributes, exact).text
+  /**
+   * Calls `write` with each point and its `{labels}` ('' without labels). The store's series are
+   * unique by construction; translated ones may meet after translation: the first is kept.
+   */
+  private forEachPoint (family: FamilyOut, write: (point: MetricData['dataPoints'][number], braces: string) => void): void {
+    const seen = family.exact ? undefined : new Set<string>()
+    for (const point of family.metric.dataPoints) {
+      const labels = this.labels(point.attributes, family.exact).text
       if (seen !== undefined) {
         if (seen.has(labels)) continue
         seen.add(labels)
       }
-      out += `${name}${labels === '' ? '' : `{${labels}}`} ${formatNumber(point.value)}\n`
+      write(point, labels === '' ? '' : `{${labels}}`)
     }
+  }
+
+  private samples (family: FamilyOut, parts: string[], format: ExpositionFormat): void {
+    const { name, base, metric, exact } = family
+    // OpenMetrics puts each series' `_created` right after its samples.
+    const created = family.created && format === 'openmetrics'
+    let out = ''
+    if (metric.dataPointType === DataPointType.HISTOGRAM) {
+      this.forEachPoint(family, (point, braces) => {
+        const value = point.value as Histogram & ExemplarBuckets
+        const { boundaries, counts } = value.buckets
+        const prefixes = this.prefixes(name, point.attributes, exact, boundaries)
+        const exemplars = format === 'openmetrics' ? value.exemplars : undefined
+        let cumulative = 0
+        for (let i = 0; i < prefixes.length; i++) {
+          cumulative += counts[i] ?? 0
+          const exemplar = exemplars?.[i]
+          out += prefixes[i]! + formatNumber(cumulative) + (exemplar === undefined ? '\n' : exemplarSuffix(exemplar) + '\n')
+        }
+        out += `${name}_count${braces} ${formatNumber(value.count)}\n${name}_sum${braces} ${formatNumber(value.sum ?? 0)}\n`
+        if (created) out += `${base}_created${braces} ${formatNumber(seconds(point.startTime))}\n`
+        parts.push(out)
+        out = ''
+      })
+      return
+    }
+    this.forEachPoint(family, (point, braces) => {
+      out += `${name}${braces} ${formatNumber(point.value as number)}\n`
+      if (created) out += `${base}_created${braces} ${formatNumber(seconds(point.startTime))}\n`
+    })
     parts.push(out)
   }
 

@@ -35,6 +35,8 @@ export interface ResolvedOptions {
   runtimeMetrics: boolean
   excludePaths: Array<string | RegExp>
   countScrape: boolean
+  openMetrics: boolean
+  createdSeries: boolean
   cardinalityLimit: number
   exemplars: boolean
   http: ResolvedHttp
@@ -48,7 +50,7 @@ export interface ResolvedOptions {
   otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'exemplars', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'exemplars', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 const HTTP_KEYS = ['semconvMetrics']
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
@@ -240,6 +242,8 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     runtimeMetrics: bool(options, 'runtimeMetrics', true),
     excludePaths,
     countScrape: bool(options, 'countScrape', true),
+    openMetrics: bool(options, 'openMetrics', true),
+    createdSeries: bool(options, 'createdSeries', true),
     cardinalityLimit,
     exemplars: bool(options, 'exemplars', true),
     http: httpOptions(options.http),

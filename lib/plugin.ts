@@ -5,7 +5,6 @@ import { accessCheck, credentials, type Credentials } from './access'
 import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError, NotRootError } from './errors'
-import { CONTENT_TYPE } from './exposition'
 import { Faults } from './faults'
 import { instrumentDb } from './db/index'
 import { instrumentHttp, kScrapeRoute } from './http/index'
@@ -13,6 +12,7 @@ import { resolveOptions } from './options'
 import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
 import { requirePeer } from './peer'
 import { Telemetry } from './provider'
+import { Exposition, scrapeAnswer, type ScrapeNegotiation } from './scrape'
 import { startRuntimeMetrics } from './runtime'
 import { Store } from './store'
 import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
@@ -37,6 +37,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   const telemetry = new Telemetry(store, options.cardinalityLimit, {
     collectTimeoutMs: options.collectTimeoutMs,
     log: fastify.log,
+    createdSeries: options.createdSeries,
     readers: push === undefined ? [] : [push.reader]
   })
   // Everything started is stopped in reverse order, on close or when registration fails half-way.
@@ -65,25 +66,26 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
-    // Serialized once, and encoded once when served: the scrapes sharing it write the same bytes.
+    // Serialized once per format, and encoded once when served: the scrapes sharing it write the same bytes.
     const exposition = shared(async (): Promise<Exposition> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
-      return new Exposition(telemetry.serialize(scopeMetrics))
+      return new Exposition((format) => telemetry.serialize(scopeMetrics, format))
     })
-    const metrics = async (): Promise<string> => (await exposition()).text
+    const metrics = async (): Promise<string> => (await exposition()).text()
+    const negotiation: ScrapeNegotiation = { openMetrics: options.openMetrics }
 
     const checkAccess = accessCheck(options.auth)
     async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       if (checkAccess !== undefined && !await checkAccess(request, reply)) return
-      let body: Buffer
+      let answer
       try {
-        body = (await exposition()).bytes()
+        answer = await scrapeAnswer(await exposition(), { accept: request.headers.accept, acceptEncoding: request.headers['accept-encoding'] }, negotiation)
       } catch (err) {
         request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
         return
       }
-      reply.header('cache-control', 'no-store').type(CONTENT_TYPE).send(body)
+      reply.headers(answer.headers).send(answer.body)
     }
 
     if (options.path !== false) {
@@ -93,7 +95,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     let listener: Server | undefined
     if (options.listener !== undefined) {
       if (options.auth?.check !== undefined) fastify.log.warn('upstream-metrics: auth.check applies to the app route only; the internal listener checks bearerToken / basic credentials and relies on its bind address')
-      const server = await startListener(fastify, options.listener, async () => (await exposition()).bytes(), credentials(options.auth))
+      const server = await startListener(fastify, options.listener, exposition, negotiation, credentials(options.auth))
       listener = server
       stops.push(async () => await new Promise<void>((resolve) => server.close(() => resolve())))
     }
@@ -117,17 +119,6 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   fastify.addHook('onClose', stopAll)
 }
 
-/** One collection's text, encoded at most once however many scrapes share it. */
-class Exposition {
-  private encoded: Buffer | undefined
-  constructor (readonly text: string) {}
-
-  bytes (): Buffer {
-    this.encoded ??= Buffer.from(this.text)
-    return this.encoded
-  }
-}
-
 /**
  * Calls `run` once for every caller that comes while it runs. It starts after the current
  * I/O phase, so that requests that arrived together join even when `run` would finish at once.
@@ -144,7 +135,8 @@ function shared<T> (run: () => Promise<T>): () => Promise<T> {
 async function startListener (
   fastify: FastifyInstance,
   address: { host: string, port: number },
-  exposition: () => Promise<Buffer>,
+  exposition: () => Promise<Exposition>,
+  negotiation: ScrapeNegotiation,
   creds: Credentials | undefined
 ): Promise<Server> {
   const server = createServer((req, res) => {
@@ -156,8 +148,8 @@ async function startListener (
       res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
-    exposition().then(
-      (body) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(body),
+    exposition().then(async (collected) => await scrapeAnswer(collected, { accept: req.headers.accept, acceptEncoding: req.headers['accept-encoding'] }, negotiation)).then(
+      (answer) => res.writeHead(200, answer.headers).end(answer.body),
       (err) => {
         fastify.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('# metrics collection failed\n')

@@ -2,11 +2,11 @@ import { ValueType } from '@opentelemetry/api'
 import { hrTime } from '@opentelemetry/core'
 import {
   AggregationTemporality, DataPointType,
-  type CollectionResult, type MetricData, type MetricProducer, type ScopeMetrics
+  type CollectionResult, type Histogram, type MetricData, type MetricProducer, type ScopeMetrics
 } from '@opentelemetry/sdk-metrics'
 import { emptyResource } from '@opentelemetry/resources'
 import { FAMILY_GROUPS } from './names'
-import type { Family, HistogramCell, Store } from './store'
+import type { ExemplarBuckets, Family, HistogramCell, Store } from './store'
 
 export const STORE_SCOPE = { name: 'upstream-metrics' }
 
@@ -22,8 +22,6 @@ FAMILY_GROUPS.forEach((group, g) => Object.values(group).forEach((spec, i) => ra
 
 /** Hands the store's cells to the OpenTelemetry reader as cumulative sums, gauges and histograms. */
 export class StoreProducer implements MetricProducer {
-  private readonly startTime = hrTime()
-
   constructor (private readonly store: Store) {}
 
   async collect (): Promise<CollectionResult> {
@@ -49,24 +47,21 @@ export class StoreProducer implements MetricProducer {
 
   private metric (family: Family, stream: Stream, endTime: [number, number]): MetricData {
     const descriptor = { name: stream.name, description: family.spec.help, unit: stream.unit, valueType: ValueType.DOUBLE }
-    const startTime = this.startTime
     const aggregationTemporality = AggregationTemporality.CUMULATIVE
     if (family.spec.type === 'histogram') {
       const boundaries = family.bounds as number[]
       const dataPoints = []
       for (const cell of family.series() as IterableIterator<HistogramCell>) {
-        dataPoints.push({
-          startTime,
-          endTime,
-          attributes: cell.attributes,
-          value: { buckets: { boundaries, counts: cell.counts.slice() }, sum: cell.sum, count: cell.value },
-          exemplars: cell.exemplars?.slice()
-        })
+        const buckets = { boundaries, counts: cell.counts.slice() }
+        const value: Histogram & ExemplarBuckets = cell.exemplars === undefined
+          ? { buckets, sum: cell.sum, count: cell.value }
+          : { buckets, sum: cell.sum, count: cell.value, exemplars: cell.exemplars.slice() }
+        dataPoints.push({ startTime: cell.startTime, endTime, attributes: cell.attributes, value })
       }
       return { descriptor, aggregationTemporality, dataPointType: DataPointType.HISTOGRAM, dataPoints }
     }
     const dataPoints = []
-    for (const cell of family.series()) dataPoints.push({ startTime, endTime, attributes: cell.attributes, value: cell.value })
+    for (const cell of family.series()) dataPoints.push({ startTime: cell.startTime, endTime, attributes: cell.attributes, value: cell.value })
     if (family.spec.type === 'gauge') return { descriptor, aggregationTemporality, dataPointType: DataPointType.GAUGE, dataPoints }
     return { descriptor, aggregationTemporality, dataPointType: DataPointType.SUM, isMonotonic: stream.monotonic, dataPoints }
   }

@@ -4,7 +4,7 @@ import { emptyResource } from '@opentelemetry/resources'
 import { MeterProvider, type MetricReader, type ResourceMetrics, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
 import type { FastifyBaseLogger } from 'fastify'
 import { MeterGuard } from './app-meter'
-import { Serializer } from './exposition'
+import { Serializer, type ExpositionFormat } from './exposition'
 import { Faults, Warnings } from './faults'
 import { exposedName } from './names'
 import { STORE_SCOPE, StoreProducer } from './producer'
@@ -24,6 +24,8 @@ export interface TelemetryOptions {
   readonly collectTimeoutMs?: number
   /** Where warnings about the app's instruments and failed callbacks go; unset, nowhere. */
   readonly log?: FastifyBaseLogger
+  /** `_created` series for the counters and histograms of every scope but the runtime's (`createdSeries`). */
+  readonly createdSeries?: boolean
   /** More readers of the same instruments (the OTLP push, with its own view of the store). */
   readonly readers?: readonly MetricReader[]
 }
@@ -70,6 +72,8 @@ export class Telemetry {
     this.runtimeMeter = this.meters.getMeter(RUNTIME_SCOPE)
     this.serializer = new Serializer({
       untyped: () => this.untypedNames(),
+      // The runtime's series mirror prometheus_client's process and platform collectors, which have none.
+      created: (scope) => options.createdSeries === true && scope !== RUNTIME_SCOPE,
       onConflict: (family, scope) => warnings.once(`${family} of meter "${scope}" is left out of /metrics: an earlier family already writes one of its sample names`)
     })
     this.callbackFaults = new Faults(log, 60_000, 'an observable callback failed, timed out or is still pending; its series are left out of the scrape, the rest is served')
@@ -82,9 +86,9 @@ export class Telemetry {
     return this.meters.withoutFailed(resourceMetrics.scopeMetrics)
   }
 
-  serialize (scopeMetrics: ScopeMetrics[]): string {
+  serialize (scopeMetrics: ScopeMetrics[], format: ExpositionFormat = 'text'): string {
     const resourceMetrics: ResourceMetrics = { resource: emptyResource(), scopeMetrics }
-    return this.serializer.serialize(resourceMetrics, scopeOrder)
+    return this.serializer.serialize(resourceMetrics, scopeOrder, format)
   }
 
   async shutdown (): Promise<void> {

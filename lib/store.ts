@@ -1,5 +1,5 @@
-import type { Attributes, SpanContext } from '@opentelemetry/api'
-import type { Exemplar } from './exemplars'
+import type { Attributes, HrTime, SpanContext } from '@opentelemetry/api'
+import { hrTime } from '@opentelemetry/core'
 import { OVERFLOW_ATTRIBUTE, type MetricSpec } from './names'
 
 /**
@@ -10,14 +10,30 @@ import { OVERFLOW_ATTRIBUTE, type MetricSpec } from './names'
 export interface Cell {
   readonly attributes: Attributes
   value: number
+  /** When the series was created: its OpenTelemetry start time, and its `_created` value. */
+  readonly startTime: HrTime
+}
+
+/** A trace that made one observation of a bucket (OpenMetrics writes it after the bucket's line). */
+export interface Exemplar {
+  /** `trace_id`, `span_id`: written in this order. */
+  readonly labels: Readonly<Record<string, string>>
+  readonly value: number
+  /** Seconds since the epoch, as written (`1733475600.123`). */
+  readonly timestamp?: string
+}
+
+/** A histogram point's value as the producer hands it over: one optional exemplar per bucket (same index as `counts`). */
+export interface ExemplarBuckets {
+  readonly exemplars?: ReadonlyArray<Exemplar | undefined>
 }
 
 export interface HistogramCell extends Cell {
   /** Per-bucket (not cumulative) counts; the last one is +Inf. */
   readonly counts: number[]
   sum: number
-  /** The latest exemplar of each bucket, allocated with the first one. */
-  exemplars: Array<Exemplar | undefined> | undefined
+  /** One exemplar per bucket (same index as `counts`), kept only when exemplars are recorded. */
+  exemplars?: Array<Exemplar | undefined>
 }
 
 export class Family<C extends Cell = Cell> {
@@ -65,9 +81,10 @@ export class Family<C extends Cell = Cell> {
   }
 
   private create (attributes: Attributes): C {
+    const startTime = hrTime()
     const cell: Cell = this.spec.type === 'histogram'
-      ? { attributes, value: 0, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0), exemplars: undefined } as HistogramCell
-      : { attributes, value: 0 }
+      ? { attributes, value: 0, startTime, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0), exemplars: undefined } as HistogramCell
+      : { attributes, value: 0, startTime }
     return cell as C
   }
 
@@ -88,7 +105,13 @@ export function observe (cell: HistogramCell, bounds: readonly number[], v: numb
   cell.counts[i]!++
   cell.sum += v
   cell.value++
-  if (span !== undefined) (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = { traceId: span.traceId, spanId: span.spanId, value: v, timeMs: Date.now() }
+  if (span !== undefined) {
+    (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = {
+      labels: { trace_id: span.traceId, span_id: span.spanId },
+      value: v,
+      timestamp: (Date.now() / 1000).toFixed(3)
+    }
+  }
 }
 
 /** `namespaced: false` keeps a family's names as declared (the Celery exporter's, which dashboards query as such). */

@@ -39,6 +39,18 @@ export interface UpstreamMetricsOptions {
    */
   countScrape?: boolean
   /**
+   * Answer OpenMetrics 1.0 to scrapers that prefer it (Prometheus does by default), text 0.0.4
+   * otherwise; `false` always answers text 0.0.4. Prometheus stores the same series from both.
+   * @default true
+   */
+  openMetrics?: boolean
+  /**
+   * A `<name>_created` series (the series' start time, in seconds) for every counter and histogram,
+   * as prometheus_client writes them (`PROMETHEUS_DISABLE_CREATED_SERIES` turns them off there).
+   * @default true
+   */
+  createdSeries?: boolean
+  /**
    * Most series one metric may hold; further label sets go to one series labelled
    * `otel_metric_overflow="true"`.
    * @default 2000

@@ -166,3 +166,22 @@ t.test('gauge merge rules hold whatever the namespace', async (t) => {
   const namespaced = mergeScopeMetrics([collection(gauge('app_django_migrations_applied_total', 3)), collection(gauge('app_django_migrations_applied_total', 3))], 'app')
   t.same(values(namespaced), { app_django_migrations_applied_total: 3 }, 'a namespaced family keeps its rule (max)')
 })
+
+t.test('a series counted by several workers keeps the earliest start time (its _created), whatever the order', async (t) => {
+  const started = (metric: MetricData, startTime: [number, number]): MetricData => ({ ...metric, dataPoints: metric.dataPoints.map((p) => ({ ...p, startTime })) }) as MetricData
+  const early: [number, number] = [1700000000, 500]
+  const late: [number, number] = [1700000000, 900_000_000]
+  const earlyWorker = collection(started(counter('c_total', 1), early), started(histogram('h', 1, [1, 0]), early))
+  const lateWorker = collection(started(counter('c_total', 2), late), started(histogram('h', 2, [0, 1]), late))
+  const starts = (answer: ScopeMetrics[]) => answer[0]!.metrics.map((m) => m.dataPoints[0]!.startTime)
+  t.same(starts(mergeScopeMetrics([lateWorker, earlyWorker])), [early, early], 'late worker first')
+  t.same(starts(mergeScopeMetrics([earlyWorker, lateWorker])), [early, early], 'early worker first')
+  // A worker that is gone keeps its counts in the retained totals, and its start time with them.
+  const totals = new ClusterTotals()
+  totals.join(1)
+  totals.join(2)
+  totals.record(2, lateWorker)
+  totals.record(1, earlyWorker)
+  totals.leave(1)
+  t.same(starts(totals.answer()), [early, early], 'across a gone worker too')
+})

@@ -1,4 +1,6 @@
+import type { SpanContext } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { requestSpan } from '../exemplars'
 import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS } from '../names'
 import type { ResolvedOptions } from '../options'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
@@ -36,6 +38,8 @@ export class HttpRecorder {
   /** `http.server.request.duration`, when semconv metrics are on. */
   private readonly semconv: Family<HistogramCell> | undefined
   private readonly latencyBounds: readonly number[]
+  /** Whether latency observations keep the request's sampled span as an exemplar. */
+  private readonly exemplars: boolean
   private readonly requestsBefore: Cell
   private readonly responsesBefore: Cell
   private readonly latencyIncluding: HistogramCell
@@ -64,6 +68,7 @@ export class HttpRecorder {
       : undefined
     this.routes = new Routes(options.countScrape, options.excludePaths)
     this.latencyBounds = options.latencyBuckets
+    this.exemplars = options.exemplars
     this.requestsBefore = f.requestsBefore.cell()
     this.responsesBefore = f.responsesBefore.cell()
     this.latencyIncluding = f.latencyIncluding.cell() as HistogramCell
@@ -99,7 +104,7 @@ export class HttpRecorder {
     this.f.exceptionsByType.cell(type).value++
     if (cells.route.matched) this.f.exceptionsByView.cell(cells.route.view).value++
     // django observes the latency in process_exception and again in process_response.
-    observe(this.latencyCell(cells), this.latencyBounds, reply.elapsedTime / 1000)
+    observe(this.latencyCell(cells), this.latencyBounds, reply.elapsedTime / 1000, this.exemplars ? requestSpan(request) : undefined)
     if (this.semconv !== undefined) (request as StatefulRequest)[kErrorType] = type
   }
 
@@ -113,8 +118,9 @@ export class HttpRecorder {
     // Answered: a close listener of an abandoned-reply watch must not record it again.
     state[kRequestState] = SETTLED
     this.responsesBefore.value++
-    observe(this.latencyIncluding, this.latencyBounds, seconds)
-    observe(this.latencyCell(cells), this.latencyBounds, seconds)
+    const span: SpanContext | undefined = this.exemplars ? requestSpan(request) : undefined
+    observe(this.latencyIncluding, this.latencyBounds, seconds, span)
+    observe(this.latencyCell(cells), this.latencyBounds, seconds, span)
     let cell = this.byStatus.get(status)
     if (cell === undefined) {
       cell = this.f.byStatus.cell(String(status))
@@ -148,7 +154,7 @@ export class HttpRecorder {
       }
       cell.value++
     }
-    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds)
+    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds, span)
   }
 
   private recordRequest (request: FastifyRequest, route: RouteState): MethodCells {
