@@ -2,7 +2,8 @@ import type { ResolvedCacheOptions } from './cache'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
 import { describe, kind, show, showUrl } from './redact'
-import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
+import { RESERVED_LABELS } from './http/custom-labels'
+import type { DbConnectionInfo, DbModels, HttpLabelFunction, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { fail, isPlainObject, onlyKeys } from './validate'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
@@ -26,6 +27,8 @@ export interface ResolvedDb {
 
 export interface ResolvedHttp {
   semconvMetrics: boolean
+  /** `http.labels`, in the order given. */
+  labels: ReadonlyArray<readonly [string, HttpLabelFunction]>
 }
 
 export interface ResolvedOptions {
@@ -51,7 +54,8 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'exemplars', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
-const HTTP_KEYS = ['semconvMetrics']
+const HTTP_KEYS = ['semconvMetrics', 'labels']
+const MAX_CUSTOM_LABELS = 5
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -87,10 +91,24 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
 }
 
 function httpOptions (value: unknown): ResolvedHttp {
-  if (value === undefined) return { semconvMetrics: false }
-  if (!isPlainObject(value)) fail('http', 'must be an object { semconvMetrics? }', describe(value))
+  if (value === undefined) return { semconvMetrics: false, labels: [] }
+  if (!isPlainObject(value)) fail('http', 'must be an object { semconvMetrics?, labels? }', describe(value))
   onlyKeys(value, 'http.', HTTP_KEYS)
-  return { semconvMetrics: bool(value, 'semconvMetrics', false, 'http.') }
+  return { semconvMetrics: bool(value, 'semconvMetrics', false, 'http.'), labels: httpLabels(value.labels) }
+}
+
+function httpLabels (value: unknown): ResolvedHttp['labels'] {
+  if (value === undefined) return []
+  if (!isPlainObject(value)) fail('http.labels', 'must be an object { labelName: (request) => value }', describe(value))
+  const entries = Object.entries(value)
+  if (entries.length > MAX_CUSTOM_LABELS) fail('http.labels', `must have at most ${MAX_CUSTOM_LABELS} labels (each multiplies the series)`, `${entries.length} labels`)
+  for (const [name, fn] of entries) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/.test(name) || name.startsWith('__') || RESERVED_LABELS.includes(name)) {
+      fail('http.labels', `has a label name that is not a Prometheus label name or is taken (${RESERVED_LABELS.join(', ')})`, show(name))
+    }
+    if (typeof fn !== 'function') fail(`http.labels.${name}`, 'must be a function (request) => string | number | boolean | undefined', describe(fn))
+  }
+  return entries as Array<[string, HttpLabelFunction]>
 }
 
 function dbOptions (value: unknown): ResolvedDb {
