@@ -5,6 +5,7 @@ import { DataPointType, type MetricData, type ScopeMetrics } from '@opentelemetr
 import { ClusterInstanceError, ClusterTimeoutError } from './errors'
 import { ExactSum } from './exact-sum'
 import { FAMILY_GROUPS } from './names'
+import type { Exemplar } from './store'
 
 /**
  * Totals over every worker, as django-prometheus's multiprocess mode gives them: the
@@ -94,7 +95,20 @@ interface Series {
   endTime: HrTime
   /** A counter's exact sum, or a gauge's merged value. */
   value: ExactSum | number
-  histogram?: { boundaries: number[], counts: number[], count: number, sum: ExactSum }
+  histogram?: { boundaries: number[], counts: number[], count: number, sum: ExactSum, exemplars?: Array<Exemplar | undefined> }
+}
+
+/** Per bucket, the most recent of two workers' exemplars (a bucket without one arrives as `null` over IPC). */
+function latestExemplars (into: Array<Exemplar | undefined> | undefined, from: ReadonlyArray<Exemplar | null | undefined> | undefined): Array<Exemplar | undefined> | undefined {
+  if (from == null) return into
+  const merged = into ?? new Array<Exemplar | undefined>(from.length).fill(undefined)
+  for (let i = 0; i < from.length; i++) {
+    const candidate = from[i]
+    if (candidate == null) continue
+    const held = merged[i]
+    if (held === undefined || Number(candidate.timestamp ?? 0) > Number(held.timestamp ?? 0)) merged[i] = candidate
+  }
+  return merged
 }
 
 interface MetricTotal { metric: MetricData, rule: Merge, series: Map<string, Series> }
@@ -134,7 +148,7 @@ export class Totals {
             total.series.set(key, {
               ...from,
               value: typeof from.value === 'number' ? from.value : from.value.clone(),
-              histogram: from.histogram === undefined ? undefined : { ...from.histogram, counts: from.histogram.counts.slice(), sum: from.histogram.sum.clone() }
+              histogram: from.histogram === undefined ? undefined : { ...from.histogram, counts: from.histogram.counts.slice(), sum: from.histogram.sum.clone(), exemplars: from.histogram.exemplars?.slice() }
             })
             continue
           }
@@ -143,6 +157,7 @@ export class Totals {
             addCounts(into.histogram.counts, from.histogram.counts)
             into.histogram.count += from.histogram.count
             into.histogram.sum.addSum(from.histogram.sum)
+            into.histogram.exemplars = latestExemplars(into.histogram.exemplars, from.histogram.exemplars)
           } else if (typeof into.value !== 'number' && typeof from.value !== 'number') {
             into.value.addSum(from.value)
           } else {
@@ -170,7 +185,9 @@ export class Totals {
           endTime,
           value: histogram === undefined
             ? (typeof value === 'number' ? value : value.value())
-            : { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value() }
+            : histogram.exemplars === undefined
+              ? { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value() }
+              : { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value(), exemplars: histogram.exemplars.slice() }
         }))
       }) as MetricData)
     }))
@@ -197,19 +214,20 @@ export class Totals {
     if (seen !== undefined) seen.startTime = earliest(seen.startTime, point.startTime)
     const monotonic = isMonotonic(total.metric)
     if (total.metric.dataPointType === DataPointType.HISTOGRAM) {
-      const { buckets, count, sum } = point.value
+      const { buckets, count, sum, exemplars } = point.value
       if (seen === undefined) {
         total.series.set(key, {
           attributes: point.attributes,
           startTime: point.startTime,
           endTime: point.endTime,
           value: 0,
-          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0) }
+          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0), exemplars: latestExemplars(undefined, exemplars) }
         })
       } else {
         addCounts(seen.histogram!.counts, buckets.counts)
         seen.histogram!.count += count
         seen.histogram!.sum.add(sum ?? 0)
+        seen.histogram!.exemplars = latestExemplars(seen.histogram!.exemplars, exemplars)
       }
     } else if (seen === undefined) {
       total.series.set(key, { attributes: point.attributes, startTime: point.startTime, endTime: point.endTime, value: monotonic ? ExactSum.of(point.value) : point.value })
