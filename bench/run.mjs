@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,rss,pg,otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,formats,rss,pg,otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
 // Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -15,7 +15,7 @@ const value = (name, fallback) => {
   return found === undefined ? fallback : found.slice(name.length + 3)
 }
 const quick = flag('quick')
-const only = new Set(value('only', 'cpu,scrape,rss,pg,otlp').split(','))
+const only = new Set(value('only', 'cpu,scrape,formats,rss,pg,otlp').split(','))
 const config = {
   rate: Number(value('rate', quick ? 3000 : 5000)),
   rounds: Number(value('rounds', quick ? 3 : 7)),
@@ -243,9 +243,31 @@ const started = new Date()
 const sections = {}
 if (only.has('cpu')) sections.cpu = await cpuBench()
 if (only.has('scrape')) sections.scrape = await scrapeBench()
+if (only.has('formats')) sections.formats = formatsBench()
 if (only.has('rss')) sections.rss = await rssBench()
 if (only.has('pg')) sections.pg = pgBench()
 if (only.has('otlp')) sections.otlp = otlpBench()
+
+/** bench/scrape-formats.mjs in a child process: text vs OpenMetrics, `_created` on vs off, gzip levels, at 1,000 routes. */
+function formatsBench () {
+  const out = execFileSync(process.execPath, [`${here}scrape-formats.mjs`, '1000', String(config.scrapeIterations)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  const r = JSON.parse(out.trim().split('\n').pop())
+  const kib = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`
+  const pct = (a, b) => `${((a / b - 1) * 100).toFixed(1)} %`
+  return {
+    markdown: [
+      `1,000 route templates, 10 GET requests each, runtimeMetrics and countScrape false; a fresh process. CPU time (user + system, median of ${config.scrapeIterations}, ` +
+      'text and OpenMetrics scrapes alternated) of a whole `/metrics` answer through `app.inject()`, and of `zlib.gzipSync` of the text at each level.',
+      '',
+      '| answer | samples | bytes | CPU ms |',
+      '|---|---|---|---|',
+      `| text 0.0.4, \`createdSeries: false\` | ${r.noCreated.samples} | ${kib(r.noCreated.textBytes)} | |`,
+      `| text 0.0.4 (default: with \`_created\`) | ${r.created.samples} | ${kib(r.created.textBytes)} (${pct(r.created.textBytes, r.noCreated.textBytes)}) | ${r.scrapeCpuMs.text.toFixed(1)} |`,
+      `| OpenMetrics 1.0 (with \`_created\`) | ${r.created.samples} | ${kib(r.created.openMetricsBytes)} | ${r.scrapeCpuMs.openMetrics.toFixed(1)} |`,
+      ...Object.entries(r.gzipOfText).map(([level, g]) => `| text gzipped, level ${level}${level === '1' ? ' (served)' : ''} | | ${kib(g.bytes)} (${(g.bytes / r.created.textBytes * 100).toFixed(1)} %) | +${g.cpuMs.toFixed(1)} |`)
+    ].join('\n')
+  }
+}
 
 /** bench/otlp.mjs in a child process: CPU per request with push on vs off, one export at 1,000 routes, drops with the receiver down. */
 function otlpBench () {
@@ -302,6 +324,7 @@ const md = [
   ...targets,
   ...(sections.cpu ? ['', '## CPU per request', '', sections.cpu.markdown] : []),
   ...(sections.scrape ? ['', '## Scrape', '', sections.scrape.markdown] : []),
+  ...(sections.formats ? ['', '## Scrape formats and gzip', '', sections.formats.markdown] : []),
   ...(sections.rss ? ['', '## Memory over random unmatched URLs', '', sections.rss.markdown] : []),
   ...(sections.pg ? ['', '## PostgreSQL: CPU per query through pg', '', sections.pg.markdown] : []),
   ...(sections.otlp ? ['', '## OTLP push', '', sections.otlp.markdown] : []),

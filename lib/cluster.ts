@@ -1,11 +1,11 @@
 import cluster, { type Worker } from 'node:cluster'
 import { randomUUID } from 'node:crypto'
 import type { Attributes, HrTime } from '@opentelemetry/api'
-import { DataPointType, type MetricData, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
+import { DataPointType, type Histogram, type MetricData, type ScopeMetrics } from '@opentelemetry/sdk-metrics'
 import { ClusterInstanceError, ClusterTimeoutError } from './errors'
 import { ExactSum } from './exact-sum'
 import { FAMILY_GROUPS } from './names'
-import type { Exemplar } from './store'
+import type { Exemplar, ExemplarBuckets } from './store'
 
 /**
  * Totals over every worker, as django-prometheus's multiprocess mode gives them: the
@@ -98,19 +98,6 @@ interface Series {
   histogram?: { boundaries: number[], counts: number[], count: number, sum: ExactSum, exemplars?: Array<Exemplar | undefined> }
 }
 
-/** Per bucket, the most recent of two workers' exemplars (a bucket without one arrives as `null` over IPC). */
-function latestExemplars (into: Array<Exemplar | undefined> | undefined, from: ReadonlyArray<Exemplar | null | undefined> | undefined): Array<Exemplar | undefined> | undefined {
-  if (from == null) return into
-  const merged = into ?? new Array<Exemplar | undefined>(from.length).fill(undefined)
-  for (let i = 0; i < from.length; i++) {
-    const candidate = from[i]
-    if (candidate == null) continue
-    const held = merged[i]
-    if (held === undefined || Number(candidate.timestamp ?? 0) > Number(held.timestamp ?? 0)) merged[i] = candidate
-  }
-  return merged
-}
-
 interface MetricTotal { metric: MetricData, rule: Merge, series: Map<string, Series> }
 
 /**
@@ -185,9 +172,12 @@ export class Totals {
           endTime,
           value: histogram === undefined
             ? (typeof value === 'number' ? value : value.value())
-            : histogram.exemplars === undefined
-              ? { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value() }
-              : { buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() }, count: histogram.count, sum: histogram.sum.value(), exemplars: histogram.exemplars.slice() }
+            : {
+                buckets: { boundaries: histogram.boundaries, counts: histogram.counts.slice() },
+                count: histogram.count,
+                sum: histogram.sum.value(),
+                ...(histogram.exemplars === undefined ? {} : { exemplars: histogram.exemplars.slice() })
+              }
         }))
       }) as MetricData)
     }))
@@ -214,7 +204,7 @@ export class Totals {
     if (seen !== undefined) seen.startTime = earliest(seen.startTime, point.startTime)
     const monotonic = isMonotonic(total.metric)
     if (total.metric.dataPointType === DataPointType.HISTOGRAM) {
-      const { buckets, count, sum, exemplars } = point.value
+      const { buckets, count, sum, exemplars } = point.value as Histogram & ExemplarBuckets
       if (seen === undefined) {
         total.series.set(key, {
           attributes: point.attributes,
@@ -237,6 +227,18 @@ export class Totals {
       seen.value = mergeGauge(total.rule, seen.value, point.value)
     }
   }
+}
+
+/** Per bucket, the most recent of two workers' exemplars (as each worker keeps its most recent). */
+function latestExemplars (a: Array<Exemplar | undefined> | undefined, b: ReadonlyArray<Exemplar | null | undefined> | undefined): Array<Exemplar | undefined> | undefined {
+  if (b == null) return a
+  // Over IPC (JSON) a bucket without an exemplar arrives as null: it holds none.
+  const merged = a ?? new Array<Exemplar | undefined>(b.length).fill(undefined)
+  for (let i = 0; i < b.length; i++) {
+    const [mine, theirs] = [merged[i], b[i]]
+    if (theirs != null && (mine === undefined || Number(theirs.timestamp ?? 0) > Number(mine.timestamp ?? 0))) merged[i] = theirs
+  }
+  return merged
 }
 
 /** A series counted by several workers started with the first of them (its `_created`). */

@@ -92,6 +92,27 @@ t.test('ioredis 6: the same exact counts', async (t) => {
   await exactCounts(t, Redis6, `${P}v6:`)
 })
 
+t.test('GETs inside multi({ pipeline: false }) are not counted (Redis answers QUEUED), and reads after EXEC or DISCARD are', async (t) => {
+  // Its own database and keys: other tests and helpers share this Redis.
+  const redis = new Redis({ host: '127.0.0.1', port: 6379, db: 9 })
+  const prefix = `um_cache:multi:${process.pid}:`
+  t.teardown(async () => { await redis.del(`${prefix}a`); redis.disconnect() })
+  await redis.set(`${prefix}a`, 'A')
+  const fastify = await app()
+  t.teardown(() => fastify.close())
+
+  t.equal(await redis.multi({ pipeline: false }), 'OK')
+  t.equal(await redis.get(`${prefix}missing`), 'QUEUED', 'a missing key answers QUEUED inside the transaction')
+  t.equal(await redis.get(`${prefix}a`), 'QUEUED')
+  t.same(await redis.exec(), [[null, null], [null, 'A']])
+  t.equal(await redis.get(`${prefix}a`), 'A') // hit: the transaction is over
+  await redis.multi({ pipeline: false })
+  await redis.get(`${prefix}a`)
+  t.equal(await redis.discard(), 'OK')
+  t.equal(await redis.get(`${prefix}missing`), null) // miss: the transaction was discarded
+  t.same(cacheCounts(await scrape(fastify), 'redis'), { total: 2, hits: 1, misses: 1, fail: undefined, guideHits: 1, guideMisses: 1 })
+})
+
 t.test('django_cache_get_fail_total{backend="redis"} appears at the first failure, not at the first get', async (t) => {
   const redis = new Redis({ host: '127.0.0.1', port: 6379, db: DB })
   t.teardown(async () => { await redis.del(`${P}f`, `${P}fhash`); redis.disconnect() })

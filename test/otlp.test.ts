@@ -49,9 +49,23 @@ function familyOf (sample: string, families: Iterable<string>): string | undefin
 }
 
 async function scrape (app: FastifyInstance): Promise<Exposition> {
+  return withoutCreated(await scrapeAll(app))
+}
+
+async function scrapeAll (app: FastifyInstance): Promise<Exposition> {
   const res = await app.inject('/metrics')
   if (res.statusCode !== 200) throw new Error(`scrape answered ${res.statusCode}`)
   return parse(res.body)
+}
+
+/**
+ * The scrape without its `_created` families: OTLP carries them as each point's start time, which
+ * Prometheus's OTLP receiver stores as no series (the test below checks the start times).
+ */
+function withoutCreated (exposition: Exposition): Exposition {
+  const created = (name: string): boolean => /_created(\{|$)/.test(name)
+  for (const map of [exposition.samples, exposition.type, exposition.help]) for (const name of [...map.keys()]) if (created(name)) map.delete(name)
+  return exposition
 }
 
 /** The counters whose exposed name holds an inner `total` (`…_total_by_…_total`): the ones pushed as non-monotonic sums. */
@@ -153,6 +167,17 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
   t.equal(got.get(key('app_job_seconds_bucket', { job: 'mail', le: '1' })), 5)
   t.equal(got.get(key('app_queue_depth', { queue: 'mail' })), 7)
   t.ok(translated.families.has('celery_workers'), 'worker series are pushed')
+
+  // Each `_created` on /metrics is the pushed point's start time.
+  const all = await scrapeAll(app)
+  const pushedStart = (name: string, method: string): number | undefined => {
+    const metric = pushed.body.resourceMetrics[0]!.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.name === name)
+    const point = metric?.sum?.dataPoints.find((p) => p.attributes.some((kv) => kv.key === 'method' && kv.value.stringValue === method)) as { startTimeUnixNano?: number } | undefined
+    return point?.startTimeUnixNano
+  }
+  const created = all.samples.get(key('django_http_requests_total_by_method_created', { method: 'GET' }))
+  t.ok(created !== undefined && created > 1.7e9, '_created on /metrics')
+  t.ok(Math.abs(pushedStart('django_http_requests_total_by_method_total', 'GET')! / 1e9 - created!) < 1e-3, 'equals the pushed start time')
 
   // Every metric is cumulative; units are empty on every django family.
   for (const metric of pushed.body.resourceMetrics[0]!.scopeMetrics.flatMap((s) => s.metrics)) {

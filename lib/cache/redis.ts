@@ -15,6 +15,24 @@ const kSent = Symbol('upstream-metrics.sent')
 let pending: GetSpan | undefined
 
 /**
+ * Connections between a MULTI and its EXEC or DISCARD, where Redis answers `QUEUED` to every
+ * command: `multi({ pipeline: false })` sends the app's later GETs as plain commands. Keyed by
+ * the socket (a reconnection starts outside any transaction), or the client while it has none.
+ */
+const inTransaction = new WeakSet<object>()
+/** Apps that never send MULTI skip the lookup. */
+let transactionSeen = false
+
+function followTransaction (client: unknown, name: unknown): boolean {
+  if (name === 'multi') transactionSeen = true
+  if (!transactionSeen) return false
+  const connection = (client as { stream?: object }).stream ?? client as object
+  if (name === 'multi') inTransaction.add(connection)
+  else if (name === 'exec' || name === 'discard') inTransaction.delete(connection)
+  return inTransaction.has(connection)
+}
+
+/**
  * Sits under the instrumentation's `sendCommand` wrapper, where the command object is at hand.
  * A command queued while disconnected is sent again on connect: only its first pass counts.
  * And ioredis rejects some commands synchronously, inside `sendCommand` (client ended,
@@ -25,9 +43,11 @@ function detectEarlyReject (below: Method): Method {
   return function sendCommand (this: unknown, command: unknown) {
     const span = pending
     pending = undefined
-    if (span === undefined || typeof command !== 'object' || command === null) return Reflect.apply(below, this, arguments)
-    const cmd = command as { reject?: unknown, [kSent]?: true }
-    if (cmd[kSent] === true) {
+    if (typeof command !== 'object' || command === null) return Reflect.apply(below, this, arguments)
+    const cmd = command as { name?: unknown, reject?: unknown, [kSent]?: true }
+    const queued = followTransaction(this, cmd.name)
+    if (span === undefined) return Reflect.apply(below, this, arguments)
+    if (cmd[kSent] === true || queued) {
       span.ignore()
       return Reflect.apply(below, this, arguments)
     }
