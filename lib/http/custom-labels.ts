@@ -13,7 +13,7 @@ export const RESERVED_LABELS: readonly string[] = ['view', 'transport', 'method'
 
 /** What a label function's value may look like on /metrics; anything else is `other`, as template names are. */
 const LABEL_VALUE = /^[\w./@:+-]{0,100}$/
-export const OTHER_VALUE = 'other'
+const OTHER_VALUE = 'other'
 
 /**
  * The app's label functions (`http.labels`), called at each recording, as django calls
@@ -46,7 +46,7 @@ export class CustomLabels {
   }
 }
 
-export function labelValue (raw: unknown): string {
+function labelValue (raw: unknown): string {
   if (raw === undefined || raw === null) return ''
   const value = typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'boolean' ? String(raw) : OTHER_VALUE
   return LABEL_VALUE.test(value) ? value : OTHER_VALUE
