@@ -38,8 +38,8 @@ async function scrape (dist) {
   }
   const text = await app.upstreamMetrics.metrics()
   await app.close()
-  // Timing-dependent values: latencies, and the size of the scrape response that printed them.
-  return text.split('\n').map((line) => /^[^#].*(latency.*_(bucket|sum)|responses_body_total_bytes_sum)/.test(line) ? line.replace(/ [^ ]+$/, ' <timing>') : line)
+  // Timing-dependent values: latencies, the size of the scrape response that printed them, creation times.
+  return text.split('\n').map((line) => /^[^#].*(latency.*_(bucket|sum)|responses_body_total_bytes_sum|_created)/.test(line) ? line.replace(/ [^ ]+$/, ' <timing>') : line)
 }
 
 const [a, b] = process.argv.slice(2).map((p) => new URL(p, `file://${process.cwd()}/`).pathname.replace(/\/$/, ''))

@@ -20,7 +20,7 @@ import upstreamMetrics from '../dist/entry.mjs'
 import { databaseFromEnv } from './embedded-postgres.mjs'
 import { createCache } from './cache.mjs'
 import { findRedis, rateLimited, redactUrl } from './redis.mjs'
-import { DEMO_QUEUE, startDemoWorker } from './worker.mjs'
+import { DEMO_QUEUES, startDemoWorker } from './worker.mjs'
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url))
 /** node-pg-migrate's bookkeeping table, prefixed like the demo's own tables. */
@@ -62,7 +62,7 @@ function describeRedis (redis, workerOn) {
   }
   const where = `Redis at ${redactUrl(redis.url)}${redis.source === 'localhost' ? ' (found on localhost; REDIS_URL chooses another)' : ''}`
   return workerOn
-    ? { level: 'info', message: `${where}: cache on Redis; BullMQ worker and job producer on queue "${DEMO_QUEUE}", its celery_* series on /metrics` }
+    ? { level: 'info', message: `${where}: cache on Redis; BullMQ worker and job producer on queues ${DEMO_QUEUES.map((q) => `"${q}"`).join(', ')}, its celery_* series on /metrics` }
     : { level: 'info', message: `${where}: cache on Redis; DEMO_WORKER=0, so no background jobs and no celery_* series in this process` }
 }
 
@@ -92,7 +92,7 @@ export async function buildDemo ({
     // Migration gauges from node-pg-migrate's table, read at startup, after migrate() above has run.
     db: { migrations: { client: pool, tool: 'node-pg-migrate', table: MIGRATIONS_TABLE, dir: MIGRATIONS_DIR } },
     // The celery_* series of the demo's queue, collected in this process.
-    ...(worker ? { worker: { broker: redis.url, queues: [DEMO_QUEUE], prefix: bullPrefix } } : {}),
+    ...(worker ? { worker: { broker: redis.url, queues: DEMO_QUEUES, prefix: bullPrefix } } : {}),
     ...plugin
   })
   const { level, message } = describeRedis(redis, worker)

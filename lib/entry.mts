@@ -1,5 +1,10 @@
-import api from './index.js'
+import upstreamMetrics from './entry.cjs'
 
-export default api.default
-export const { upstreamMetrics, setupClusterPrimary, CONTENT_TYPE, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS, instrumentCache, recordCacheGet } = api
-export type { CacheOptions, CacheOutcome, InstrumentCacheOptions, HttpOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamCacheMetrics, UpstreamMetrics, UpstreamMetricsOptions, WorkerMetricsOptions } from './index.js'
+export default upstreamMetrics
+export const { setupClusterPrimary, CONTENT_TYPE, DJANGO_BODY_BUCKETS, DJANGO_LATENCY_BUCKETS, instrumentCache, recordCacheGet } = upstreamMetrics
+export { upstreamMetrics }
+export type {
+  CacheOptions, CacheOutcome, DbConnectionInfo, DbModels, DbOptions, HttpOptions, InstrumentCacheOptions, MetricsAuthOptions, MigrationCounts,
+  MigrationsOptions, MigrationTool, OtlpOptions, RouteMetricsConfig, UpstreamCacheMetrics, UpstreamMetrics, UpstreamMetricsOptions,
+  UpstreamMetricsPlugin, WorkerMetricsOptions
+} from './entry.cjs'

@@ -173,6 +173,8 @@ export class Serializer {
   private readonly bucketPrefixes = new WeakMap<Attributes, { name: string, boundaries: readonly number[], prefixes: string[] }>()
   private readonly bucketLabels = new WeakMap<readonly number[], string[]>()
   private readonly translatedNames = new Map<string, string>()
+  /** `_created` values: the store keeps one start time object per series for its life. */
+  private readonly createdValues = new WeakMap<HrTime, string>()
   private readonly exactScopes: ReadonlySet<string>
 
   constructor (private readonly options: SerializerOptions = {}) {
@@ -228,7 +230,7 @@ export class Serializer {
     // As prometheus_client: no `_created` family while the family has no series.
     if (family.metric.dataPoints.length === 0) return
     let out = `# HELP ${base}_created ${escapeHelp(help, 'text')}\n# TYPE ${base}_created gauge\n`
-    this.forEachPoint(family, (point, braces) => { out += `${base}_created${braces} ${formatNumber(seconds(point.startTime))}\n` })
+    this.forEachPoint(family, (point, braces) => { out += `${base}_created${braces} ${this.createdValue(point.startTime)}\n` })
     parts.push(out)
   }
 
@@ -237,6 +239,15 @@ export class Serializer {
     const unit = unitOf(base)
     parts.push(`# HELP ${base} ${escapeHelp(help, 'openmetrics')}\n# TYPE ${base} ${type === 'untyped' ? 'unknown' : type}\n${unit === undefined ? '' : `# UNIT ${base} ${unit}\n`}`)
     this.samples(family, parts, 'openmetrics')
+  }
+
+  private createdValue (startTime: HrTime): string {
+    let value = this.createdValues.get(startTime)
+    if (value === undefined) {
+      value = formatNumber(seconds(startTime))
+      this.createdValues.set(startTime, value)
+    }
+    return value
   }
 
   private translatedName (metric: MetricData): string {
@@ -304,7 +315,7 @@ export class Serializer {
           out += prefixes[i]! + formatNumber(cumulative) + (exemplar === undefined ? '\n' : exemplarSuffix(exemplar) + '\n')
         }
         out += `${name}_count${braces} ${formatNumber(value.count)}\n${name}_sum${braces} ${formatNumber(value.sum ?? 0)}\n`
-        if (created) out += `${base}_created${braces} ${formatNumber(seconds(point.startTime))}\n`
+        if (created) out += `${base}_created${braces} ${this.createdValue(point.startTime)}\n`
         parts.push(out)
         out = ''
       })
@@ -312,7 +323,7 @@ export class Serializer {
     }
     this.forEachPoint(family, (point, braces) => {
       out += `${name}${braces} ${formatNumber(point.value as number)}\n`
-      if (created) out += `${base}_created${braces} ${formatNumber(seconds(point.startTime))}\n`
+      if (created) out += `${base}_created${braces} ${this.createdValue(point.startTime)}\n`
     })
     parts.push(out)
   }

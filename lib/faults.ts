@@ -34,33 +34,23 @@ export class Faults {
  */
 export class Warnings {
   private readonly seen = new Set<string>()
-  private windowStart = -Infinity
-  private inWindow = 0
-  private suppressed = 0
+  private readonly limiter: LogLimiter
 
   constructor (
     private readonly log: FastifyBaseLogger,
-    private readonly perInterval = 20,
-    private readonly intervalMs = 60_000,
+    perInterval = 20,
+    intervalMs = 60_000,
     private readonly maxDistinct = 1000,
-    private readonly now: Clock = Date.now
-  ) {}
+    now: Clock = Date.now
+  ) {
+    this.limiter = new LogLimiter(intervalMs, now, 1, perInterval)
+  }
 
   once (message: string): void {
     if (this.seen.has(message) || this.seen.size >= this.maxDistinct) return
     this.seen.add(message)
-    const now = this.now()
-    if (now - this.windowStart >= this.intervalMs) {
-      this.windowStart = now
-      this.inWindow = 0
-    }
-    if (this.inWindow >= this.perInterval) {
-      this.suppressed++
-      return
-    }
-    this.inWindow++
-    const suppressed = this.suppressed
-    this.suppressed = 0
+    const suppressed = this.limiter.admit()
+    if (suppressed === false) return
     try {
       this.log.warn(suppressed > 0 ? { suppressed } : {}, `upstream-metrics: ${message}`)
     } catch {}

@@ -1,7 +1,10 @@
-import type { RouteMetricsConfig, UpstreamMetrics } from './types'
-import plugin from './plugin'
+import type { RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsPlugin } from './types'
+import fastifyPlugin from './plugin'
 
-export type { CacheOptions, HttpOptions, MetricsAuthOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, WorkerMetricsOptions } from './types'
+export type {
+  CacheOptions, DbConnectionInfo, DbModels, DbOptions, HttpOptions, MetricsAuthOptions, MigrationCounts, MigrationsOptions,
+  MigrationTool, OtlpOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, UpstreamMetricsPlugin, WorkerMetricsOptions
+} from './types'
 export type { CacheOutcome, InstrumentCacheOptions, UpstreamCacheMetrics } from './cache'
 export { instrumentCache, recordCacheGet } from './cache'
 export { setupClusterPrimary } from './cluster'
@@ -13,9 +16,10 @@ declare module 'fastify' {
     upstreamMetrics: UpstreamMetrics
   }
   interface FastifyContextConfig {
-    metrics?: RouteMetricsConfig
+    metrics?: RouteMetricsConfig | undefined
   }
 }
 
+const plugin: UpstreamMetricsPlugin = fastifyPlugin
 export const upstreamMetrics = plugin
 export default plugin

@@ -26,7 +26,7 @@ export interface MetricSpec {
    */
   readonly otel?: { readonly name: string, readonly unit: string }
   /**
-   * Written `# TYPE … untyped` on /metrics: a gauge whose django name ends in `_total`, which
+   * Written `# TYPE … untyped` on /metrics: a gauge whose upstream name ends in `_total` (or `_count`), which
    * `promtool check metrics` rejects as a gauge (docs/metrics.md, "Deviations").
    */
   readonly untyped?: true
@@ -131,7 +131,28 @@ export const CELERY = spec({
   workers: { name: 'celery_workers', type: 'gauge', help: 'Number of alive workers', labels: [], merge: 'max' },
   latency: { name: 'celery_task_latency', type: 'histogram', help: 'Seconds between a task is received and started.', labels: [] },
   runtime: { name: 'celery_task_runtime_seconds', type: 'histogram', help: 'Task runtime (seconds)', labels: ['name'], aliases: ['celery_tasks_runtime_seconds'] },
-  queueLength: { name: 'celery_queue_length', type: 'gauge', help: 'Number of tasks in the queue.', labels: ['queue'], merge: 'max' }
+  queueLength: { name: 'celery_queue_length', type: 'gauge', help: 'Number of tasks in the queue.', labels: ['queue_name'], merge: 'max' }
+})
+
+/**
+ * danihodovic/celery-exporter's series (names, types, labels, HELP texts as in its source,
+ * src/exporter.py), which the celery-mixin dashboards and alerts query; `celery_queue_length` is
+ * shared with `CELERY` (same name and label). Never namespaced, like `CELERY`.
+ */
+export const CELERY_EXPORTER = spec({
+  sent: { name: 'celery_task_sent', type: 'counter', help: 'Sent when a task message is published.', labels: ['name', 'hostname', 'queue_name'] },
+  received: { name: 'celery_task_received', type: 'counter', help: 'Sent when the worker receives a task.', labels: ['name', 'hostname', 'queue_name'] },
+  started: { name: 'celery_task_started', type: 'counter', help: 'Sent just before the worker executes the task.', labels: ['name', 'hostname', 'queue_name'] },
+  succeeded: { name: 'celery_task_succeeded', type: 'counter', help: 'Sent if the task executed successfully.', labels: ['name', 'hostname', 'queue_name'] },
+  failed: { name: 'celery_task_failed', type: 'counter', help: 'Sent if the execution of the task failed.', labels: ['name', 'hostname', 'exception', 'queue_name'] },
+  rejected: { name: 'celery_task_rejected', type: 'counter', help: 'The task was rejected by the worker, possibly to be re-queued or moved to a dead letter queue.', labels: ['name', 'hostname', 'queue_name'] },
+  revoked: { name: 'celery_task_revoked', type: 'counter', help: 'Sent if the task has been revoked.', labels: ['name', 'hostname', 'queue_name'] },
+  retried: { name: 'celery_task_retried', type: 'counter', help: 'Sent if the task failed, but will be retried in the future.', labels: ['name', 'hostname', 'queue_name'] },
+  workerUp: { name: 'celery_worker_up', type: 'gauge', help: 'Indicates if a worker has recently sent a heartbeat.', labels: ['hostname'], merge: 'max' },
+  workerTasksActive: { name: 'celery_worker_tasks_active', type: 'gauge', help: 'The number of tasks the worker is currently processing', labels: ['hostname'], merge: 'max' },
+  runtime: { name: 'celery_task_runtime', type: 'histogram', help: 'Histogram of task runtime measurements.', labels: ['name', 'hostname', 'queue_name'] },
+  queueWaitTime: { name: 'celery_task_queue_wait_time', type: 'histogram', help: 'Histogram of the time tasks spend waiting in the queue before being executed, excluding deliberate ETA/countdown delay.', labels: ['name', 'hostname', 'queue_name'] },
+  activeWorkerCount: { name: 'celery_active_worker_count', type: 'gauge', help: 'The number of active workers in broker queue.', labels: ['queue_name'], merge: 'max', untyped: true }
 })
 
 /** The plugin's own series about OTLP push (option `otlp`); never namespaced, present only while pushing. */
@@ -141,10 +162,13 @@ export const OTLP = spec({
 })
 
 /** Exposition order follows django-prometheus's registration order. */
-export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY, OTLP] as const
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY, CELERY_EXPORTER, OTLP] as const
 
 /** prometheus_client's default `Histogram` buckets, which celery-prometheus-exporter 1.1 uses. */
 export const CELERY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+/** celery-exporter's `DEFAULT_QUEUE_WAIT_BUCKETS` (+Inf implied). */
+export const CELERY_QUEUE_WAIT_BUCKETS: readonly number[] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
 
 /** The bucket advice of `http.server.request.duration` in the semantic conventions: prometheus_client's defaults again. */
 export const SEMCONV_HTTP_DURATION_BUCKETS: readonly number[] = CELERY_BUCKETS

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join, sep } from 'node:path'
 import type { InstrumentationBase, InstrumentationModuleDefinition, InstrumentationModuleFile } from '@opentelemetry/instrumentation'
+import { satisfies as semverSatisfies } from 'semver'
 
 /**
  * The one owner of module patching for the OpenTelemetry instrumentations this plugin
@@ -56,7 +57,7 @@ interface PatchState {
   /** The definitions the instrumentation's own load hooks use (getModuleDefinitions() builds new ones per call). */
   readonly definitions: InstrumentationModuleDefinition[]
   /** The versions each definition and file declared it supports (their own ranges are widened to '*', see trackPatches). */
-  readonly ranges: Map<InstrumentationModuleDefinition | InstrumentationModuleFile, readonly string[]>
+  readonly ranges: Map<InstrumentationModuleDefinition | InstrumentationModuleFile, Claim>
   refs: number
   readonly records: PatchRecord[]
   readonly warned: Set<string>
@@ -81,8 +82,14 @@ function record (state: PatchState, target: PatchRecord['target'], exports: unkn
   state.records.push({ target, exports, version })
 }
 
-function rangeOf (state: PatchState, target: InstrumentationModuleDefinition | InstrumentationModuleFile): readonly string[] {
-  return state.ranges.get(target) ?? target.supportedVersions
+/** The versions a definition or file supports: its ranges, prereleases included only when its definition says so. */
+interface Claim {
+  readonly ranges: readonly string[]
+  readonly includePrerelease: boolean
+}
+
+function claimOf (state: PatchState, target: InstrumentationModuleDefinition | InstrumentationModuleFile, definition: InstrumentationModuleDefinition): Claim {
+  return state.ranges.get(target) ?? { ranges: target.supportedVersions, includePrerelease: definition.includePrerelease === true }
 }
 
 /**
@@ -93,13 +100,16 @@ function rangeOf (state: PatchState, target: InstrumentationModuleDefinition | I
  */
 function trackPatches (state: PatchState): void {
   for (const definition of state.definitions) {
-    const range = definition.supportedVersions
+    const includePrerelease = definition.includePrerelease === true
+    const range: Claim = { ranges: definition.supportedVersions, includePrerelease }
     state.ranges.set(definition, range)
     definition.supportedVersions = ['*']
+    // '*' alone leaves prereleases out (semver's rule): offered too, they are checked (and reported) here.
+    definition.includePrerelease = true
     const patch = definition.patch
     if (typeof patch === 'function') {
       definition.patch = (exports: unknown, version?: string) => {
-        if (!satisfies(version, range)) {
+        if (!supports(range, version)) {
           reportUnsupported(state, definition.name, exports, version, range)
           return exports
         }
@@ -109,14 +119,14 @@ function trackPatches (state: PatchState): void {
       }
     }
     for (const file of definition.files ?? []) {
-      const fileRange = file.supportedVersions
+      const fileRange: Claim = { ranges: file.supportedVersions, includePrerelease }
       state.ranges.set(file, fileRange)
       file.supportedVersions = ['*']
       const filePatch = file.patch
       file.patch = (exports: unknown, version?: string) => {
-        if (!satisfies(version, fileRange)) {
+        if (!supports(fileRange, version)) {
           // A file may be patched for some of the package's versions only: the package's range decides.
-          if (!satisfies(version, range)) reportUnsupported(state, definition.name, exports, version, range)
+          if (!supports(range, version)) reportUnsupported(state, definition.name, exports, version, range)
           return exports
         }
         const patched = filePatch.call(file, exports, version)
@@ -127,12 +137,12 @@ function trackPatches (state: PatchState): void {
   }
 }
 
-function unsupportedReason (version: string | undefined, range: readonly string[]): string {
-  return `version ${version ?? 'unknown'} is outside the supported ${range.join(' || ')}`
+function unsupportedReason (version: string | undefined, range: Claim): string {
+  return `version ${version ?? 'unknown'} is outside the supported ${range.ranges.join(' || ')}`
 }
 
 /** A copy the load hooks offered that is out of range: warned about once, as a loaded one found at acquire time is. */
-function reportUnsupported (state: PatchState, name: string, exports: unknown, version: string | undefined, range: readonly string[]): void {
+function reportUnsupported (state: PatchState, name: string, exports: unknown, version: string | undefined, range: Claim): void {
   const dir = packageDirOfExports(name, exports) ?? `${name}@${version ?? 'unknown'}`
   warnOnce(state, [{ name, dir, version, patched: false, reason: unsupportedReason(version, range) }], state.logs.at(-1))
 }
@@ -178,37 +188,17 @@ function mainFile (dir: string): string | undefined {
   }
 }
 
-const COMPARATOR = /^(>=|<=|>|<|=|\^|~)?v?(\d+)(?:\.(\d+|x|\*))?(?:\.(\d+|x|\*))?$/
-
-function compare (a: number[], b: number[]): number {
-  for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
-  return 0
+/**
+ * Whether `version` is in one of `ranges`, as OpenTelemetry's instrumentations decide it (semver; an
+ * unknown version only for `*`; a prerelease only with `includePrerelease`).
+ */
+export function satisfies (version: string | undefined, ranges: readonly string[], includePrerelease = false): boolean {
+  if (version === undefined) return ranges.includes('*')
+  return ranges.some((range) => semverSatisfies(version, range, { includePrerelease }))
 }
 
-/** The subset of semver ranges instrumentations declare: `>=1.2.3 <4`, `^2`, `1.x`, `*`, joined by `||`. */
-export function satisfies (version: string | undefined, ranges: readonly string[]): boolean {
-  if (ranges.length === 0 || ranges.includes('*')) return true
-  const parsed = version === undefined ? undefined : /^(\d+)\.(\d+)\.(\d+)/.exec(version)
-  if (parsed === null || parsed === undefined) return false
-  const v = [Number(parsed[1]), Number(parsed[2]), Number(parsed[3])]
-  return ranges.some((range) => range.split('||').some((set) => set.trim().split(/\s+/).every((token) => {
-    if (token === '' || token === '*' || token === 'x') return true
-    const m = COMPARATOR.exec(token)
-    if (m === null) return false
-    const op = m[1] ?? '='
-    const parts = [Number(m[2]), m[3] === undefined || m[3] === 'x' || m[3] === '*' ? undefined : Number(m[3]), m[4] === undefined || m[4] === 'x' || m[4] === '*' ? undefined : Number(m[4])]
-    const low = parts.map((p) => p ?? 0)
-    const c = compare(v, low)
-    switch (op) {
-      case '>=': return c >= 0
-      case '>': return c > 0
-      case '<=': return c <= 0
-      case '<': return c < 0
-      case '^': return c >= 0 && v[0] === low[0] && (low[0] !== 0 || v[1] === low[1])
-      case '~': return c >= 0 && v[0] === low[0] && (parts[1] === undefined || v[1] === low[1])
-      default: return parts.every((p, i) => p === undefined || p === v[i])
-    }
-  })))
+function supports (claim: Claim, version: string | undefined): boolean {
+  return satisfies(version, claim.ranges, claim.includePrerelease)
 }
 
 /** Patches the copies of the instrumented modules already loaded; returns what it found. */
@@ -218,8 +208,8 @@ function patchLoaded (state: PatchState, verify: PatchSpec['verify']): LoadedCop
     for (const dir of loadedPackageDirs(definition.name)) {
       const version = packageVersion(dir)
       const copy = (patched: boolean, reason?: string): LoadedCopy => ({ name: definition.name, dir, version, patched, reason })
-      const range = rangeOf(state, definition)
-      if (!satisfies(version, range)) {
+      const range = claimOf(state, definition, definition)
+      if (!supports(range, version)) {
         found.push(copy(false, unsupportedReason(version, range)))
         continue
       }
@@ -231,7 +221,7 @@ function patchLoaded (state: PatchState, verify: PatchSpec['verify']): LoadedCop
         }
         for (const file of definition.files ?? []) {
           const relative = file.name.startsWith(definition.name + '/') ? file.name.slice(definition.name.length + 1) : undefined
-          if (relative === undefined || !satisfies(version, rangeOf(state, file))) continue
+          if (relative === undefined || !supports(claimOf(state, file, definition), version)) continue
           const fileExports = require.cache[join(dir, relative)]?.exports
           if (fileExports !== undefined && !state.records.some((r) => r.target === file && r.exports === fileExports)) file.patch(fileExports, version)
         }
@@ -272,7 +262,7 @@ function unpatchAll (state: PatchState): void {
 }
 
 /** Fastify without a logger hands out one that drops everything (no level); this warning must be seen all the same. */
-function writes (log: PatchLogger | undefined): log is PatchLogger {
+export function writes (log: PatchLogger | undefined): log is PatchLogger {
   const l = log as { level?: unknown, isLevelEnabled?: unknown } | undefined
   return typeof l?.level === 'string' || typeof l?.isLevelEnabled === 'function'
 }

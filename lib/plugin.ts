@@ -11,9 +11,10 @@ import { instrumentHttp, kScrapeRoute } from './http/index'
 import { resolveOptions } from './options'
 import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
 import { requirePeer } from './peer'
-import { Telemetry } from './provider'
-import { Exposition, scrapeAnswer, type ScrapeNegotiation } from './scrape'
+import { Telemetry } from './telemetry'
 import { startRuntimeMetrics } from './runtime'
+import { singleFlight } from './single-flight'
+import { Exposition, scrapeAnswer, type ScrapeNegotiation } from './scrape'
 import { Store } from './store'
 import type { UpstreamMetrics, UpstreamMetricsOptions } from './types'
 import { WorkerCollector } from './worker/collector'
@@ -60,14 +61,14 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
     if (push !== undefined && worker !== undefined) push.producer.beforeCollect = async () => { await worker.refresh() }
 
     // Scrapes that arrive while one is collected share its collection and its text.
-    const collectLocal = shared(async () => {
+    const collectLocal = singleFlight(async () => {
       await worker?.refresh()
       return await telemetry.collect()
     })
     const clusterWorker = options.cluster === undefined ? undefined : new ClusterWorker(collectLocal, options.cluster.timeoutMs, options.namespace)
     if (clusterWorker !== undefined) stops.push(() => clusterWorker.close())
     // Serialized once per format, and encoded once when served: the scrapes sharing it write the same bytes.
-    const exposition = shared(async (): Promise<Exposition> => {
+    const exposition = singleFlight(async (): Promise<Exposition> => {
       const scopeMetrics = clusterWorker === undefined ? await collectLocal() : await clusterWorker.aggregate()
       return new Exposition((format) => telemetry.serialize(scopeMetrics, format))
     })
@@ -79,7 +80,7 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       if (checkAccess !== undefined && !await checkAccess(request, reply)) return
       let answer
       try {
-        answer = await scrapeAnswer(await exposition(), { accept: request.headers.accept, acceptEncoding: request.headers['accept-encoding'] }, negotiation)
+        answer = await scrapeAnswer(await exposition(), request.headers, negotiation)
       } catch (err) {
         request.log.error({ err }, 'upstream-metrics: collecting metrics failed')
         reply.code(500).type('text/plain; charset=utf-8').send('# metrics collection failed\n')
@@ -119,18 +120,6 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   fastify.addHook('onClose', stopAll)
 }
 
-/**
- * Calls `run` once for every caller that comes while it runs. It starts after the current
- * I/O phase, so that requests that arrived together join even when `run` would finish at once.
- */
-function shared<T> (run: () => Promise<T>): () => Promise<T> {
-  let running: Promise<T> | undefined
-  return async () => {
-    running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(run).finally(() => { running = undefined })
-    return await running
-  }
-}
-
 /** A bare internal listener for the scrape, kept off the app's port (and its hooks). */
 async function startListener (
   fastify: FastifyInstance,
@@ -148,7 +137,7 @@ async function startListener (
       res.writeHead(401, { 'www-authenticate': creds.challenge, 'content-type': 'text/plain; charset=utf-8' }).end('Unauthorized\n')
       return
     }
-    exposition().then(async (collected) => await scrapeAnswer(collected, { accept: req.headers.accept, acceptEncoding: req.headers['accept-encoding'] }, negotiation)).then(
+    exposition().then(async (collected) => await scrapeAnswer(collected, req.headers, negotiation)).then(
       (answer) => res.writeHead(200, answer.headers).end(answer.body),
       (err) => {
         fastify.log.error({ err }, 'upstream-metrics: collecting metrics failed')

@@ -9,8 +9,10 @@
 import { NODE_REDIS_PATCH } from './cache/node-redis'
 import { IOREDIS_PATCH } from './cache/redis'
 import { PG_PATCH } from './db/pg'
+import { watchPostgresJs } from './db/postgres-js'
 import { acquirePatch } from './patch'
 
 acquirePatch(PG_PATCH)
 acquirePatch(IOREDIS_PATCH)
 acquirePatch(NODE_REDIS_PATCH)
+watchPostgresJs()

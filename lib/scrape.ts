@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import { promisify } from 'node:util'
 import { gzip as gzipCallback } from 'node:zlib'
 import { CONTENT_TYPES, type ExpositionFormat } from './exposition'
@@ -58,18 +59,14 @@ export interface ScrapeAnswer {
 }
 
 /** The answer to a scrape with these request headers, in the format and encoding it asked for. */
-export async function scrapeAnswer (
-  exposition: Exposition,
-  request: { accept?: string | undefined, acceptEncoding?: string | undefined },
-  negotiation: ScrapeNegotiation
-): Promise<ScrapeAnswer> {
+export async function scrapeAnswer (exposition: Exposition, request: IncomingHttpHeaders, negotiation: ScrapeNegotiation): Promise<ScrapeAnswer> {
   const format = negotiation.openMetrics ? negotiateFormat(request.accept) : 'text'
   const headers: Record<string, string> = {
     'content-type': CONTENT_TYPES[format],
     'cache-control': 'no-store',
     vary: negotiation.openMetrics ? 'Accept, Accept-Encoding' : 'Accept-Encoding'
   }
-  if (!acceptsGzip(request.acceptEncoding)) return { headers, body: exposition.bytes(format) }
+  if (!acceptsGzip(request['accept-encoding'])) return { headers, body: exposition.bytes(format) }
   headers['content-encoding'] = 'gzip'
   return { headers, body: await exposition.gzipped(format) }
 }

@@ -1,6 +1,9 @@
 import type { Meter } from '@opentelemetry/api'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { UpstreamCacheMetrics } from './cache'
+
+/** The plugin: `fastify.register(upstreamMetrics, options)`. */
+export type UpstreamMetricsPlugin = FastifyPluginAsync<UpstreamMetricsOptions>
 
 /** Options of `fastify.register(upstreamMetrics, options)`. */
 export interface UpstreamMetricsOptions {
@@ -9,35 +12,35 @@ export interface UpstreamMetricsOptions {
    * (mount `fastify.upstreamMetrics.handler` yourself, or use `listener`).
    * @default '/metrics'
    */
-  path?: string | false
+  path?: string | false | undefined
   /**
    * Prefix for every django metric, as django-prometheus's `PROMETHEUS_METRIC_NAMESPACE`
    * (`project` gives `project_django_http_...`). Runtime `process_*` series are never prefixed.
    * @default ''
    */
-  namespace?: string
+  namespace?: string | undefined
   /**
    * Upper bounds (seconds, ascending) of every latency histogram: HTTP and database.
    * As `PROMETHEUS_LATENCY_BUCKETS`.
    * @default [0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75]
    */
-  latencyBuckets?: number[]
+  latencyBuckets?: number[] | undefined
   /**
    * Collect `process_*` and `nodejs_*` runtime metrics.
    * @default true
    */
-  runtimeMetrics?: boolean
+  runtimeMetrics?: boolean | undefined
   /**
    * Requests whose path (without query string) equals one of these strings or matches one
    * of these patterns are not measured: health checks, readiness probes.
    * @default []
    */
-  excludePaths?: Array<string | RegExp>
+  excludePaths?: Array<string | RegExp> | undefined
   /**
    * Whether the scrape request is measured itself, as `view="prometheus-django-metrics"`.
    * @default true
    */
-  countScrape?: boolean
+  countScrape?: boolean | undefined
   /**
    * Answer OpenMetrics 1.0 to scrapers that prefer it (Prometheus does by default), text 0.0.4
    * otherwise; `false` always answers text 0.0.4. Prometheus stores the same series from both.
@@ -55,7 +58,7 @@ export interface UpstreamMetricsOptions {
    * `otel_metric_overflow="true"`.
    * @default 2000
    */
-  cardinalityLimit?: number
+  cardinalityLimit?: number | undefined
   /**
    * Attach the trace of the app's own OpenTelemetry to the latency histograms: each bucket keeps
    * the trace and span ids of its most recent observation made while a sampled span was active
@@ -68,7 +71,7 @@ export interface UpstreamMetricsOptions {
    * HTTP metrics beyond django-prometheus's.
    * @default { semconvMetrics: false }
    */
-  http?: HttpOptions
+  http?: HttpOptions | undefined
   /**
    * Longest time (ms) an observable callback of your own meter may take during a scrape. A callback
    * that fails, times out or has not settled since the previous scrape leaves its own series out of
@@ -76,36 +79,37 @@ export interface UpstreamMetricsOptions {
    * `scrape_timeout` (10 s by default) and, under `cluster`, below the primary's `timeoutMs`.
    * @default 3000
    */
-  collectTimeoutMs?: number
+  collectTimeoutMs?: number | undefined
   /**
    * Protects the scrape route. Unset: no authentication.
    * @default undefined
    */
-  auth?: MetricsAuthOptions
+  auth?: MetricsAuthOptions | undefined
   /**
    * Serve the metrics on a separate listener (e.g. `{ host: '127.0.0.1', port: 9464 }`)
    * instead of a route on the app. Combine with `path: false` to keep them off the public port.
    * @default undefined
    */
-  listener?: { host?: string, port: number }
+  listener?: { host?: string | undefined, port: number } | undefined
   /**
    * Under Node's `cluster` module, answer each scrape with the totals of every worker.
    * The primary process must call `setupClusterPrimary()`.
    * @default false
    */
-  cluster?: boolean | { timeoutMs?: number }
+  cluster?: boolean | { timeoutMs?: number | undefined } | undefined
   /**
    * PostgreSQL metrics (`django_db_*`, `django_model_*`, migrations) from every query sent
-   * through `pg`, measured by `@opentelemetry/instrumentation-pg`; `false` turns them off.
+   * through `pg` (measured by `@opentelemetry/instrumentation-pg`) or postgres.js 4 (its
+   * diagnostics channels); `false` turns them off.
    * @default { alias: 'default', defaultSchema: 'public', models: undefined, migrations: false, semconvMetrics: false }
    */
-  db?: false | DbOptions
+  db?: false | DbOptions | undefined
   /**
    * Cache metrics (`django_cache_get_total`, `_hits`, `_misses`, `_fail`, by `backend`):
    * `false` turns them off entirely; `true` is `{}`.
    * @default { redis: true, redisBackend: 'redis', backend: 'locmem' }
    */
-  cache?: boolean | CacheOptions
+  cache?: boolean | CacheOptions | undefined
   /**
    * Follow BullMQ queues in this process and add celery-prometheus-exporter's `celery_*`
    * series to the scrape, as the `upstream-metrics-worker` command does (no second process).
@@ -113,7 +117,7 @@ export interface UpstreamMetricsOptions {
    * (5 or 6, an optional peer dependency): without it registration fails with `UPSTREAM_METRICS_MISSING_PEER`.
    * @default undefined
    */
-  worker?: boolean | WorkerMetricsOptions
+  worker?: boolean | WorkerMetricsOptions | undefined
   /**
    * Also push every series of `/metrics` over OTLP/HTTP (protobuf) to an OpenTelemetry
    * Collector or any OTLP receiver, named so that the standard OTLP → Prometheus translation
@@ -122,7 +126,7 @@ export interface UpstreamMetricsOptions {
    * to push only.
    * @default false
    */
-  otlp?: boolean | OtlpOptions
+  otlp?: boolean | OtlpOptions | undefined
 }
 
 /** The `otlp` option. Each setting falls back to its standard OpenTelemetry environment variable. */
@@ -131,33 +135,33 @@ export interface OtlpOptions {
    * OTLP/HTTP metrics URL; a URL without a path gets `/v1/metrics`.
    * @default $OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT + '/v1/metrics', else 'http://localhost:4318/v1/metrics'
    */
-  endpoint?: string
+  endpoint?: string | undefined
   /**
    * Headers of every export (e.g. an API key), over those of `OTEL_EXPORTER_OTLP_HEADERS`.
    * @default undefined
    */
-  headers?: Record<string, string>
+  headers?: Record<string, string> | undefined
   /**
    * Time between two exports, in milliseconds (at least 100).
    * @default $OTEL_METRIC_EXPORT_INTERVAL, else 60000
    */
-  intervalMs?: number
+  intervalMs?: number | undefined
   /**
    * Most time one export (retries included) and the last export at `close()` may take.
    * @default $OTEL_METRIC_EXPORT_TIMEOUT, else $OTEL_EXPORTER_OTLP_TIMEOUT, else 10000 (at most intervalMs)
    */
-  timeoutMs?: number
+  timeoutMs?: number | undefined
   /**
    * `service.name` resource attribute, the `job` label after translation.
    * @default $OTEL_SERVICE_NAME, else service.name in $OTEL_RESOURCE_ATTRIBUTES, else 'unknown_service:node'
    */
-  serviceName?: string
+  serviceName?: string | undefined
   /**
    * More resource attributes, over those of `OTEL_RESOURCE_ATTRIBUTES`. `service.instance.id`
    * (the `instance` label) defaults to `<hostname>:<pid>`.
    * @default {}
    */
-  resourceAttributes?: Record<string, string>
+  resourceAttributes?: Record<string, string> | undefined
 }
 
 /** A custom label's value for a request (see `HttpOptions.labels`). */
@@ -181,14 +185,14 @@ export interface HttpOptions {
    * and the semantic conventions' default buckets.
    * @default false
    */
-  semconvMetrics?: boolean
+  semconvMetrics?: boolean | undefined
 }
 
 /** Connection details the `alias` function sees. */
 export interface DbConnectionInfo {
-  database?: string
-  host?: string
-  port?: number
+  database?: string | undefined
+  host?: string | undefined
+  port?: number | undefined
 }
 
 export interface DbOptions {
@@ -198,13 +202,13 @@ export interface DbOptions {
    * it is called once per distinct connection.
    * @default 'default'
    */
-  alias?: string | ((connection: DbConnectionInfo) => string)
+  alias?: string | ((connection: DbConnectionInfo) => string) | undefined
   /**
    * Schema whose tables are labelled without the schema in `django_model_*{model}`;
    * tables elsewhere are labelled `schema.table`.
    * @default 'public'
    */
-  defaultSchema?: string
+  defaultSchema?: string | undefined
   /**
    * The `model` label of `django_model_*` for a table, as the name given to django's
    * `ExportModelOperationsMixin('claim')`: `{ app_claim: 'claim' }`, or a function
@@ -215,19 +219,19 @@ export interface DbOptions {
    * from startup, as the mixin creates them.
    * @default undefined (every model is labelled with its table name)
    */
-  models?: DbModels
+  models?: DbModels | undefined
   /**
    * `django_migrations_applied_total` / `django_migrations_unapplied_total`, read once at
    * startup, as django-prometheus's `PROMETHEUS_EXPORT_MIGRATIONS`.
    * @default false
    */
-  migrations?: false | MigrationsOptions
+  migrations?: false | MigrationsOptions | undefined
   /**
    * Also expose the OpenTelemetry semantic-convention metrics the instrumentation records
    * itself: `db.client.operation.duration` and the pool connection gauges.
    * @default false
    */
-  semconvMetrics?: boolean
+  semconvMetrics?: boolean | undefined
 }
 
 /** `db.models`: table → model name. */
@@ -245,25 +249,25 @@ export interface MigrationsOptions {
    * Runs the read of the migration table: a `pg` Pool or Client (anything with
    * `query(text)` resolving to `{ rows }`). Needed unless `count` is given.
    */
-  client?: { query: (text: string) => Promise<{ rows: unknown[] }> }
+  client?: { query: (text: string) => Promise<{ rows: unknown[] }> } | undefined
   /**
    * The tool whose table is read; unset, the first of node-pg-migrate (`pgmigrations`),
    * knex (`knex_migrations`), Prisma (`_prisma_migrations`), drizzle
    * (`drizzle.__drizzle_migrations`) whose table exists.
    */
-  tool?: MigrationTool
+  tool?: MigrationTool | undefined
   /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. */
-  table?: string
+  table?: string | undefined
   /**
    * Directory of migration files, to count the unapplied ones. Default per tool:
    * `migrations`, `migrations`, `prisma/migrations`, `drizzle` (relative to the working
    * directory). When it does not exist, unapplied is not exposed.
    */
-  dir?: string
+  dir?: string | undefined
   /** The `connection` label. @default the `alias` option when it is a string, else 'default' */
-  connection?: string
+  connection?: string | undefined
   /** Your own count instead of reading a table. */
-  count?: () => MigrationCounts | Promise<MigrationCounts>
+  count?: (() => MigrationCounts | Promise<MigrationCounts>) | undefined
 }
 
 export interface CacheOptions {
@@ -273,18 +277,18 @@ export interface CacheOptions {
    * `null` is a miss, any other reply a hit, an error a failure. Transactions are not counted.
    * @default true
    */
-  redis?: boolean
+  redis?: boolean | undefined
   /**
    * `backend` label of the Redis series (django-redis says `redis`, Django's own backend `native_redis`).
    * @default 'redis'
    */
-  redisBackend?: string
+  redisBackend?: string | undefined
   /**
    * `backend` label of in-process caches (`instrumentCache`, `cache.wrap`, `recordCacheGet`)
    * when the call names none.
    * @default 'locmem'
    */
-  backend?: string
+  backend?: string | undefined
 }
 
 /** The `worker` option: which BullMQ queues to follow. */
@@ -293,34 +297,34 @@ export interface WorkerMetricsOptions {
    * Redis URL of the queues, as the command's `--broker`.
    * @default process.env.BROKER_URL ?? 'redis://localhost:6379/0'
    */
-  broker?: string
+  broker?: string | undefined
   /**
    * Queue names to follow. Unset: every queue found under `prefix`, looked up again every 30 s.
    * @default undefined
    */
-  queues?: string[]
+  queues?: string[] | undefined
   /**
    * BullMQ key prefix (BullMQ's `prefix` option).
    * @default 'bull'
    */
-  prefix?: string
+  prefix?: string | undefined
 }
 
 export interface MetricsAuthOptions {
   /** Accept `Authorization: Bearer <token>`. */
-  bearerToken?: string
+  bearerToken?: string | undefined
   /** Accept HTTP basic authentication with these credentials. */
-  basic?: { username: string, password: string }
+  basic?: { username: string, password: string } | undefined
   /** Custom check (IP allow-list, another auth plugin); runs when no credential option matched. */
-  check?: (request: FastifyRequest) => boolean | Promise<boolean>
+  check?: ((request: FastifyRequest) => boolean | Promise<boolean>) | undefined
 }
 
 /** Per-route settings, in the route's `config.metrics`. */
 export interface RouteMetricsConfig {
   /** The `view` label for this route, instead of its URL template (django's URL name). */
-  view?: string
+  view?: string | undefined
   /** Do not measure this route. */
-  exclude?: boolean
+  exclude?: boolean | undefined
 }
 
 /** What the plugin decorates the Fastify instance with, as `fastify.upstreamMetrics`. */

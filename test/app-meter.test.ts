@@ -5,6 +5,7 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { key, parse, series } from './helpers/metrics'
+import { deferred } from './helpers/wait'
 
 /** The messages a Fastify logger writes. */
 function capturingLogger (): { lines: string[], stream: Writable } {
@@ -201,14 +202,20 @@ t.test('collectTimeoutMs bounds each observable callback', async (t) => {
   for (const collectTimeoutMs of [100, undefined]) {
     const app = Fastify()
     await app.register(upstreamMetrics, { runtimeMetrics: false, collectTimeoutMs })
+    // Settles only after the scrape (100 ms) or on a 300 ms timer, which fires before a 3 s timeout
+    // set after it whatever the load: Node runs timers in the order they are due.
+    const settle = deferred()
+    const timer = collectTimeoutMs === undefined ? setTimeout(settle.resolve, 300) : undefined
     app.upstreamMetrics.meter.createObservableGauge('shop_slow_depth').addCallback(async (result) => {
-      await new Promise((resolve) => setTimeout(resolve, 600))
+      await settle.promise
       result.observe(1)
     })
     seen[String(collectTimeoutMs)] = (await scrape(app)).samples.has('shop_slow_depth')
+    settle.resolve()
+    clearTimeout(timer)
     await app.close()
   }
-  t.same(seen, { 100: false, undefined: true }, 'left out past 100 ms, served within the default 3 s')
+  t.same(seen, { 100: false, undefined: true }, 'left out once 100 ms pass unsettled, served after 300 ms within the default 3 s')
 })
 
 t.test('concurrent scrapes share one collection and one serialization', async (t) => {

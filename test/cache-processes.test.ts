@@ -23,7 +23,8 @@ async function runApp (args: string[], cwd: string, env: Record<string, string>)
 function cacheSamples (text: string): Record<string, number> {
   const out: Record<string, number> = {}
   for (const line of text.split('\n')) {
-    if (!line.startsWith('django_cache_')) continue
+    // Counts only: `_created` holds creation times.
+    if (!line.startsWith('django_cache_') || /_created[{ ]/.test(line)) continue
     const at = line.lastIndexOf(' ')
     out[line.slice(0, at)] = Number(line.slice(at + 1))
   }

@@ -1,4 +1,4 @@
-// The primary's arithmetic (lib/cluster.ts, lib/exact-sum.ts) on its own: the real classes, fed collections
+// The primary's arithmetic (lib/cluster/totals.ts, lib/cluster/wire.ts, lib/exact-sum.ts) on its own: the real classes, fed collections
 // shaped as the workers send them. The cluster tests (cluster.test.ts, replicas.test.ts) run it with real workers.
 import t from 'tap'
 import { ValueType } from '@opentelemetry/api'

@@ -1,9 +1,11 @@
 // cluster: true with real workers (test/fixtures/cluster.mjs on the built dist/) and a real Prometheus.
+import { execFileSync } from 'node:child_process'
 import t, { type Test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { key, parse } from './helpers/metrics'
 import { freePort, get } from './helpers/net'
-import { startProcess, startPrometheus, waitFor } from './helpers/prometheus'
+import { startProcess, startPrometheus } from './helpers/prometheus'
+import { waitFor } from './helpers/wait'
 
 const WHO = 'django_http_responses_total_by_status_view_method_total{method="GET",status="200",view="/who"}'
 
@@ -20,10 +22,10 @@ async function startCluster (t: Test, env: Record<string, string>): Promise<Clus
       else if (line.startsWith('exit ')) exits.push(Number(line.slice(5)))
     }
   })
-  await waitFor('the cluster to listen', 30_000, async () => {
+  await waitFor('the cluster to listen', async () => {
     if (started.child.exitCode !== null) throw new Error('the cluster fixture exited')
     return ready
-  }, started.output)
+  }, { timeoutMs: 30_000, details: started.output })
   return { port, output: started.output, exits }
 }
 
@@ -63,14 +65,14 @@ t.test('a worker that dies mid-traffic: increase() still equals the requests ans
   for (let i = 0; i < 30; i++) t.equal((await get(`${base}/who`)).status, 200)
   // The window opens on a scrape that holds exactly the warm-up: every later answer is inside it.
   let t0 = 0
-  await waitFor('Prometheus to hold the warm-up', 20_000, async () => {
+  await waitFor('Prometheus to hold the warm-up', async () => {
     const [value] = await prometheus.query(WHO)
     const [time] = await prometheus.query(`timestamp(${WHO})`)
     if (value?.value[1] !== '30' || time === undefined) return false
     t0 = Math.round(Number(time.value[1]) * 1000)
     // The value read may be of a newer scrape than the time read just before: both must be the same sample.
     return (await prometheus.query(WHO, t0 / 1000))[0]?.value[1] === '30'
-  }, prometheus.output)
+  }, { timeoutMs: 20_000, details: prometheus.output })
 
   // Mid-traffic: one worker is stopped gracefully (SIGTERM, the app closes) and another one is killed (SIGKILL).
   let graceful: { pid: number, at: number } | undefined
@@ -91,7 +93,7 @@ t.test('a worker that dies mid-traffic: increase() still equals the requests ans
   })
   const trafficEnd = Date.now()
   t.ok(graceful !== undefined && killed !== undefined, 'both workers were stopped mid-traffic')
-  await waitFor('both workers to be gone', 10_000, async () => cluster.exits.includes(graceful!.pid) && cluster.exits.includes(killed!.pid), cluster.output)
+  await waitFor('both workers to be gone', async () => cluster.exits.includes(graceful!.pid) && cluster.exits.includes(killed!.pid), { timeoutMs: 10_000, details: cluster.output })
   // A whole scrape interval after the last answer: the last counts are in.
   const t1Min = await prometheus.scrapedAfter('cluster', trafficEnd + 1000, 1)
   const [last] = await prometheus.query(`timestamp(${WHO})`)
@@ -135,7 +137,7 @@ t.test('a worker stopped gracefully hands over its last counts: nothing lost', a
   t.equal(pids.length, 2, 'both workers answered')
   // No scrape before: the primary has never collected this worker; only its final hand-over can count its answers.
   process.kill(pids[0]!, 'SIGTERM')
-  await waitFor('the worker to exit', 10_000, async () => cluster.exits.includes(pids[0]!), cluster.output)
+  await waitFor('the worker to exit', async () => cluster.exits.includes(pids[0]!), { timeoutMs: 10_000, details: cluster.output })
   const m = parse((await get(`http://127.0.0.1:${cluster.port}/metrics`)).body)
   t.equal(m.samples.get(WHO), 40, `every answer counted, ${answers.filter((a) => a.pid === pids[0]).length} of them by the stopped worker`)
 })
@@ -157,4 +159,21 @@ t.test('non-finite gauges cross the process boundary; sums do not depend on the 
   }
   // 0.1 + 0.2 + 0.3 is 0.6000000000000001 in that order and 0.6 in others: one answer, the correctly rounded sum.
   t.same([...texts], ['test_fraction_sum 0.6'], 'the same sum on every scrape, whatever the arrival order')
+})
+
+t.test('node:cluster is loaded only by an app with cluster: true', async (t) => {
+  // A child process of its own: this one (tap) may have loaded node:cluster already.
+  const loaded = (options: string): string[] => {
+    const script = `
+      const Fastify = require('fastify')
+      const upstreamMetrics = require('./dist/index.js').default
+      const app = Fastify()
+      app.register(upstreamMetrics, ${options})
+      app.ready().then(() => app.inject('/metrics')).then(() => app.close()).then(() => {
+        console.log(JSON.stringify(process.moduleLoadList.filter((m) => /^NativeModule (internal\\/)?cluster\\b/.test(m))))
+      })`
+    return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })) as string[]
+  }
+  t.same(loaded('{ runtimeMetrics: false }'), [], 'not loaded without the option')
+  t.ok(loaded('{ runtimeMetrics: false, cluster: true }').includes('NativeModule cluster'), 'loaded with it (the check can see it)')
 })

@@ -10,6 +10,7 @@ import { exposedName, HTTP, RUNTIME, type MetricSpec } from '../lib/names'
 import { generateTraffic } from '../example/traffic.mjs'
 import { freePort } from './helpers/net'
 import { parse, series } from './helpers/metrics'
+import { waitFor } from './helpers/wait'
 
 const ROOT = resolve(__dirname, '..')
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -35,12 +36,10 @@ async function startDemo (t: Test, env: NodeJS.ProcessEnv): Promise<Demo> {
     if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]) === false) child.kill('SIGKILL')
   })
 
-  let ready = false
-  for (let i = 0; i < 120 && !ready && child.exitCode === null; i++) {
-    ready = await fetch(`${base}/healthz`).then((r) => r.ok, () => false)
-    if (!ready) await sleep(250)
-  }
-  t.ok(ready, `the demo answers /healthz\n${output.slice(-4000)}`)
+  // 'exited': nothing more to wait for.
+  const ready = await waitFor('the demo to answer /healthz', async () => child.exitCode !== null ? 'exited' : (await fetch(`${base}/healthz`)).ok, { timeoutMs: 30_000, intervalMs: 250 })
+    .catch(() => 'timed out')
+  t.equal(ready, true, `the demo answers /healthz\n${output.slice(-4000)}`)
   return { base, output: () => output, exited, child }
 }
 

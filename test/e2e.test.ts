@@ -6,22 +6,17 @@
 import t from 'tap'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import IORedis from 'ioredis'
 import { parse } from 'yaml'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
-import { freePort } from './helpers/net'
-import { promQuery, ROOT, startProcess, startPrometheus, waitFor } from './helpers/prometheus'
+import { startDemo } from './helpers/demo'
+import { promQuery, ROOT, startPrometheus } from './helpers/prometheus'
+import { waitFor } from './helpers/wait'
 
 /** Alerts whose input series exist only when something is wrong: a healthy run must show them empty. */
 const EMPTY_WHEN_HEALTHY = ['MetricsTargetMissing', 'DatabaseConnectionErrors']
 
 const PROMETHEUS_CONFIG = join(ROOT, 'monitoring/prometheus/prometheus.yml')
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-/** The Redis the demo finds on localhost when REDIS_URL is unset; the run's queue lives under its own BullMQ prefix. */
-const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379/0'
-/** What `npm start` runs after building (the build is npm test's first step). */
-const START_COMMAND = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!
 /** Grafana's variables as Grafana would expand them for a 1s scrape interval. */
 const GRAFANA_VARIABLES: Record<string, string> = { $__rate_interval: '30s', $__interval: '5s', $__range: '5m' }
 const SETTLE_DEADLINE_MS = 60_000
@@ -42,23 +37,9 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
     .flatMap((f) => (parse(readFileSync(join(ROOT, 'alerts', f), 'utf8')).groups as Array<{ rules: Rule[] }>).flatMap((g) => g.rules))
   for (const name of EMPTY_WHEN_HEALTHY) t.ok(rules.some((r) => r.alert === name), `alert ${name} exists`)
 
-  const appPort = await freePort()
-  const app = `http://127.0.0.1:${appPort}`
-  // `npm start` on a machine with Redis on localhost: REDIS_URL unset, the demo finds it. The run's
-  // queue lives under its own BullMQ prefix, removed afterwards.
-  const bullPrefix = `um-e2e-${process.pid}`
-  const env: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: String(appPort), DATABASE_URL, LOG_LEVEL: 'info', BULL_PREFIX: bullPrefix }
-  delete env.REDIS_URL
-  delete env.DEMO_WORKER
-  const demo = startProcess(t, 'demo', 'sh', ['-c', START_COMMAND], env, { group: true })
-  t.teardown(async () => {
-    await demo.stop() // first, so that it adds no keys after the cleanup
-    const redis = new IORedis(LOCAL_REDIS_URL)
-    const keys = await redis.keys(`${bullPrefix}:*`)
-    if (keys.length > 0) await redis.del(...keys)
-    redis.disconnect()
-  })
-  await waitFor('the demo to answer /healthz', 60_000, async () => (await fetch(`${app}/healthz`)).ok, demo.output)
+  // `npm start` on a machine with Redis on localhost: REDIS_URL unset, the demo finds it.
+  const demo = await startDemo(t, 'um-e2e')
+  const app = demo.url
   t.match(demo.output(), /Redis at redis:\/\/127\.0\.0\.1:6379\/0 \(found on localhost[^"]*\): cache on Redis; BullMQ worker and job producer/, 'the demo found Redis on localhost and says what it runs')
 
   // The repository's configuration; only intervals and targets change (rule paths made absolute).
@@ -71,7 +52,7 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   config.scrape_configs = (config.scrape_configs as Array<Record<string, unknown>>).filter((job) => job.job_name === 'upstream')
   for (const job of config.scrape_configs as Array<Record<string, unknown>>) {
     delete job.dns_sd_configs
-    job.static_configs = [{ targets: [`127.0.0.1:${appPort}`] }]
+    job.static_configs = [{ targets: [`127.0.0.1:${demo.port}`] }]
   }
   const prometheus = await startPrometheus(t, config)
   const prom = prometheus.base
@@ -85,10 +66,10 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   t.teardown(() => stopTraffic.abort())
   // Alert signals need a few finished tasks too (WorkerTaskFailureRatioHigh: at least 10).
   const signals = rules.filter((r) => !EMPTY_WHEN_HEALTHY.includes(r.alert!)).map((r) => signalOf(r.expr))
-  await waitFor('every panel query and alert signal to return data', SETTLE_DEADLINE_MS, async () => {
+  await waitFor('every panel query and alert signal to return data', async () => {
     for (const expr of [...queries.map((q) => q.expr), ...signals]) if (!await returnsData(expr)) return false
     return true
-  }, () => '').catch(() => {})
+  }, { timeoutMs: SETTLE_DEADLINE_MS }).catch(() => {})
 
   const panelsWithData = new Set<string>()
   for (const { panel, target, expr } of queries) {
@@ -101,11 +82,11 @@ t.test('every dashboard panel and alert works against a real Prometheus scraping
   t.comment(`panels with data: ${panelsWithData.size} of ${panels.length}`)
 
   // Every rule loaded and evaluated without error.
-  await waitFor('every rule to be evaluated', 15_000, async () => {
+  await waitFor('every rule to be evaluated', async () => {
     const groups = (await (await fetch(`${prom}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ lastEvaluation: string }> }> } }).data.groups
     const evaluated = groups.flatMap((g) => g.rules).filter((r) => !r.lastEvaluation.startsWith('0001'))
     return evaluated.length === rules.length
-  }, prometheus.output)
+  }, { timeoutMs: 15_000, details: prometheus.output })
   const loaded = (await (await fetch(`${prom}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ name: string, health: string, lastError?: string }> }> } }).data.groups.flatMap((g) => g.rules)
   for (const rule of rules) {
     const found = loaded.find((r) => r.name === rule.alert)

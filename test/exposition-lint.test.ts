@@ -8,7 +8,9 @@ import upstreamMetrics from '../lib/index'
 import { generateTraffic } from '../example/traffic.mjs'
 import { freePort } from './helpers/net'
 import { parse } from './helpers/metrics'
-import { promtoolCheckMetrics, startPrometheus, startProcess, waitFor } from './helpers/prometheus'
+import { promtoolCheckMetrics, startPrometheus, startProcess } from './helpers/prometheus'
+import { python } from './helpers/python'
+import { waitFor } from './helpers/wait'
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379/0'
@@ -41,7 +43,7 @@ t.test('bad names on the app meter: promtool prints nothing and a real Prometheu
     scrape_configs: [{ job_name: 'app', static_configs: [{ targets: [target] }] }]
   })
   const has = async (expr: string) => (await prometheus.query(expr)).length > 0
-  await waitFor('a scrape with the django series', 30_000, async () => await has('django_http_requests_total_by_view_transport_method_total{view="/claims"}'), prometheus.output)
+  await waitFor('a scrape with the django series', async () => await has('django_http_requests_total_by_view_transport_method_total{view="/claims"}'), { timeoutMs: 30_000, details: prometheus.output })
   t.equal((await prometheus.query('up'))[0]?.value[1], '1', 'up == 1')
   t.ok(await has('shop_requests_total{http_method="GET;POST"}'), "the app's series with joined label values")
   t.ok(await has('shop_latency_seconds_bucket{key_le="fast"}'), 'the renamed le')
@@ -62,7 +64,7 @@ t.test("promtool check metrics on the demo's default scrape (real PostgreSQL, mi
     if (keys.length > 0) await redis.del(...keys)
     redis.disconnect()
   })
-  await waitFor('the demo to answer /healthz', 30_000, async () => (await fetch(`${base}/healthz`)).ok, demo.output)
+  await waitFor('the demo to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, { timeoutMs: 30_000, details: demo.output })
   await generateTraffic({ baseUrl: base, durationMs: 10_000, maxRequests: 60, concurrency: 2 })
   const text = await (await fetch(`${base}/metrics`)).text()
   t.match(text, /^django_migrations_applied_total\{connection="default"\} \d/m, 'the migration gauges are exported')
@@ -72,4 +74,15 @@ t.test("promtool check metrics on the demo's default scrape (real PostgreSQL, mi
   const lint = promtoolCheckMetrics(text)
   t.equal(lint.output, '', 'promtool prints nothing')
   t.equal(lint.status, 0, 'and exits 0')
+
+  // The same scrape in OpenMetrics (promtool reads only text): prometheus_client's strict parser reads every family.
+  const openMetrics = await (await fetch(`${base}/metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' } })).text()
+  const families = (await python(['-c', [
+    'import sys',
+    'from prometheus_client.openmetrics.parser import text_string_to_metric_families',
+    'for f in text_string_to_metric_families(sys.stdin.read()): print(f.name, f.type)'
+  ].join('\n')], openMetrics)).trim().split('\n')
+  for (const family of ['django_migrations_applied_total unknown', 'celery_workers gauge', 'django_cache_get counter', 'django_db_execute counter', 'django_db_query_duration_seconds histogram']) {
+    t.ok(families.includes(family), `OpenMetrics: ${family}`)
+  }
 })

@@ -1,23 +1,25 @@
 import { Agent, request } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Readable } from 'node:stream'
+import { setImmediate } from 'node:timers/promises'
 import t from 'tap'
 import Fastify, { type FastifyInstance, type FastifyReply, type InjectOptions, type onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import upstreamMetrics from '../lib/index'
 import { key, parse, series, type Exposition } from './helpers/metrics'
+import { deferred, waitFor } from './helpers/wait'
 
 class MaintenanceError extends Error { statusCode = 503 }
 class NotAllowed extends Error { statusCode = 403 }
 class UploadInterrupted extends Error {}
 
-/** Everything but timings: latency `_sum` and bucket counts depend on the machine. */
+/** Everything but timings: latency `_sum` and bucket counts depend on the machine, `_created` on the clock. */
 function comparable (text: string): Record<string, number> {
   const out: Record<string, number> = {}
   for (const [k, v] of parse(text).samples) {
     if (!k.startsWith('django_http_')) continue
-    if (/latency.*_(sum|bucket)/.test(k)) continue
+    if (/latency.*_(sum|bucket)|_created(\{|$)/.test(k)) continue
     out[k] = v
   }
   return out
@@ -142,14 +144,6 @@ t.test('a global gate beside @fastify/rate-limit, both before the plugin', async
   t.same(comparable(texts[1]!), comparable(texts[0]!))
 })
 
-async function until (what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
-
 async function openSocket (port: number): Promise<Socket> {
   return await new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => resolve(socket))
@@ -158,24 +152,54 @@ async function openSocket (port: number): Promise<Socket> {
 }
 
 /**
- * A handler held open until `release()`: `running` resolves when it is entered, `closed()` tells
- * whether the server saw its connection close.
+ * A handler held open until `finish()`: `running` resolves when it is entered, `closed` when the
+ * server sees its connection close.
  */
-function holdHandler (): { running: Promise<void>, released: Promise<void>, release: () => void, enter: (reply: FastifyReply) => void, closed: () => boolean } {
-  let started = (): void => {}
-  let release = (): void => {}
-  let serverSawClose = false
-  const running = new Promise<void>((resolve) => { started = resolve })
-  const released = new Promise<void>((resolve) => { release = resolve })
+function holdHandler (): { running: Promise<void>, released: Promise<void>, finish: () => Promise<void>, enter: (reply: FastifyReply) => void, closed: Promise<void> } {
+  const running = deferred()
+  const released = deferred()
+  const closed = deferred()
   return {
-    running,
-    released,
-    release,
-    enter (reply) {
-      reply.raw.once('close', () => { serverSawClose = true })
-      started()
+    running: running.promise,
+    released: released.promise,
+    /**
+     * Lets the handler return, and resolves once the reply it returns has gone through Fastify: its
+     * continuation runs before this one, and on a closed connection nothing of the reply waits on I/O
+     * (no `finish`, `error` nor `onResponse` follow), so the ticks and microtasks it queued are all.
+     */
+    async finish () {
+      released.resolve()
+      await released.promise
+      await setImmediate()
     },
-    closed: () => serverSawClose
+    enter (reply) {
+      reply.raw.once('close', () => closed.resolve())
+      running.resolve()
+    },
+    closed: closed.promise
+  }
+}
+
+/**
+ * Resolves once `n` responses of `app` have closed (a response's last event), and the ticks and
+ * microtasks queued by their close have run: nothing more can be recorded for them.
+ */
+function responsesClosed (app: FastifyInstance): (n: number) => Promise<void> {
+  let closed = 0
+  const waiting: Array<{ n: number, done: () => void }> = []
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.raw.once('close', () => {
+      closed++
+      for (const w of waiting) if (closed >= w.n) w.done()
+    })
+    done()
+  })
+  return async (n) => {
+    const all = deferred()
+    waiting.push({ n, done: all.resolve })
+    if (closed >= n) all.resolve()
+    await all.promise
+    await setImmediate()
   }
 }
 
@@ -201,11 +225,10 @@ t.test('a request the client abandons while the handler runs is counted when the
   socket.write('GET /slow/1 HTTP/1.1\r\nHost: localhost\r\n\r\n')
   await held.running
   socket.destroy()
-  await until('the server to see the connection close', () => held.closed())
+  await held.closed
   let m = await local(app)
   t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 0, 'nothing to record while the handler runs')
-  held.release()
-  await until('the response to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
+  await held.finish()
   m = await local(app)
   t.equal(m.samples.get(key('django_http_requests_before_middlewares_total')), 1)
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '202', view: '/slow/:id', method: 'GET' })), 1, 'with the status the handler set')
@@ -214,9 +237,7 @@ t.test('a request the client abandons while the handler runs is counted when the
   t.equal(m.samples.get(key('django_http_responses_body_total_bytes_count')), 1, 'the body the handler produced')
   t.equal(m.samples.get(key('django_http_responses_body_total_bytes_sum')), Buffer.byteLength(JSON.stringify({ queued: '1' })))
   t.same(series(m, 'django_http_exceptions_total_by_type_total'), [], 'an abort is not an exception')
-  const early = m.samples.get(key('django_http_requests_latency_seconds_by_view_method_sum', { view: '/slow/:id', method: 'GET' }))
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal((await local(app)).samples.get(key('django_http_requests_latency_seconds_by_view_method_sum', { view: '/slow/:id', method: 'GET' })), early, 'recorded once')
+  t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 1, 'recorded once')
 })
 
 t.test('an aborted request whose handler throws is one exception and one 500', async (t) => {
@@ -234,10 +255,10 @@ t.test('an aborted request whose handler throws is one exception and one 500', a
   socket.write('GET /fails HTTP/1.1\r\nHost: localhost\r\n\r\n')
   await held.running
   socket.destroy()
-  await until('the server to see the connection close', () => held.closed())
-  held.release()
-  await until('the response to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
+  await held.closed
+  await held.finish()
   const m = await local(app)
+  t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 1)
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '500', view: '/fails', method: 'GET' })), 1)
   t.same(series(m, 'django_http_exceptions_total_by_type_total'), [{ labels: { type: 'RangeError' }, value: 1 }])
   t.equal(m.samples.get(key('django_http_requests_latency_seconds_by_view_method_count', { view: '/fails', method: 'GET' })), 2, 'observed twice, as every exception')
@@ -246,6 +267,12 @@ t.test('an aborted request whose handler throws is one exception and one 500', a
 t.test('an aborted upload is a response with the status Fastify set, not an exception, unless the app threw', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const closed = responsesClosed(app)
+  const arrived = new Map<string, Socket>()
+  app.addHook('onRequest', (request, _reply, done) => {
+    arrived.set(request.url, request.raw.socket)
+    done()
+  })
   app.post('/upload', async (request) => ({ bytes: String(request.body).length }))
   // This route reads the body itself and throws its own error when the upload breaks.
   app.register(async (streaming) => {
@@ -263,19 +290,20 @@ t.test('an aborted upload is a response with the status Fastify set, not an exce
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
   const port = (app.server.address() as { port: number }).port
-  const requestsSeen = async (n: number) => (await local(app)).samples.get(key('django_http_requests_before_middlewares_total')) === n
-  const responsesSeen = async (n: number) => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === n
 
   for (const [i, [path, type]] of ([['/upload', 'text/plain'], ['/upload-stream', 'application/octet-stream']] as const).entries()) {
     const socket = await openSocket(port)
-    socket.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${type}\r\nContent-Length: 100000\r\n\r\n`)
+    const head = `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${type}\r\nContent-Length: 100000\r\n\r\n`
+    socket.write(head)
     socket.write('x'.repeat(1000))
-    await until('the request side', () => requestsSeen(i + 1))
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    const server = await waitFor('the request to reach the app', () => arrived.get(path))
+    await waitFor('the part of the body sent to reach the server', () => server.bytesRead >= Buffer.byteLength(head) + 1000)
     socket.destroy()
-    await until('the response side', () => responsesSeen(i + 1))
+    await closed(i + 1)
   }
   const m = await local(app)
+  t.equal(m.samples.get(key('django_http_requests_before_middlewares_total')), 2)
+  t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 2)
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '400', view: '/upload', method: 'POST' })), 1, 'Fastify answers the broken body with 400')
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '500', view: '/upload-stream', method: 'POST' })), 1)
   t.same(series(m, 'django_http_exceptions_total_by_type_total'), [{ labels: { type: 'UploadInterrupted' }, value: 1 }], 'no Error for the disconnect itself; the app\'s own error counts')
@@ -286,6 +314,7 @@ t.test('an aborted upload is a response with the status Fastify set, not an exce
 t.test('a keep-alive connection: requests before an abort are counted once, the aborted one when its handler ends', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const closed = responsesClosed(app)
   const held = holdHandler()
   app.get('/fast', async () => 'fast')
   app.get('/slow', async (_request, reply) => {
@@ -316,10 +345,9 @@ t.test('a keep-alive connection: requests before an abort are counted once, the 
   slow.destroy()
   await aborted
   t.equal(sockets.size, 1, 'the abandoned request came on the same connection')
-  await until('the server to see the connection close', () => held.closed())
-  held.release()
-  await until('the aborted response', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 4)
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await held.closed
+  await held.finish()
+  await closed(4)
   const m = await local(app)
   t.equal(m.samples.get(key('django_http_requests_before_middlewares_total')), 4)
   t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 4)
@@ -330,6 +358,7 @@ t.test('a keep-alive connection: requests before an abort are counted once, the 
 t.test('a stream the client stops reading half-way is a streaming response, counted once', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const closed = responsesClosed(app)
   let produced = 0
   app.get('/export', async (_request, reply) => {
     const rows = new Readable({
@@ -352,9 +381,8 @@ t.test('a stream the client stops reading half-way is a streaming response, coun
     req.setTimeout(5000, () => reject(new Error('no data')))
     req.end()
   })
-  await until('the aborted stream to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
+  await closed(1)
   t.ok(produced < 2000, 'the client left before the end')
-  await new Promise((resolve) => setTimeout(resolve, 50))
   const m = await local(app)
   t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 1)
   t.equal(m.samples.get(key('django_http_responses_streaming_total')), 1)
@@ -365,6 +393,7 @@ t.test('a stream the client stops reading half-way is a streaming response, coun
 t.test('a body too large for the socket, cut by the client during the transfer, is counted once', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
+  const closed = responsesClosed(app)
   const big = 'x'.repeat(32 * 1024 * 1024)
   app.get('/big', async (_request, reply) => reply.type('text/plain').send(big))
   app.get('/small', async () => 'small')
@@ -381,12 +410,12 @@ t.test('a body too large for the socket, cut by the client during the transfer, 
     req.end()
   })
   t.ok(received < big.length, 'the client left before the end')
-  await until('the cut response to be recorded', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 1)
+  await closed(1)
+  t.equal((await local(app)).samples.get(key('django_http_responses_before_middlewares_total')), 1, 'the cut response')
   await new Promise<void>((resolve, reject) => {
     request({ host: '127.0.0.1', port, path: '/small', agent: false }, (res) => { res.resume(); res.on('end', resolve) }).on('error', reject).end()
   })
-  await until('the small response', async () => (await local(app)).samples.get(key('django_http_responses_before_middlewares_total')) === 2)
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await closed(2)
   const m = await local(app)
   t.equal(m.samples.get(key('django_http_responses_before_middlewares_total')), 2)
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '200', view: '/big', method: 'GET' })), 1)

@@ -37,6 +37,16 @@ t.test('keys beyond the bound share one slot', async (t) => {
   t.equal(limiter.admit('d'), false, 'the next one shares it')
 })
 
+t.test('several lines per interval when asked, the rest held back and reported with the next', async (t) => {
+  const clock = fakeClock()
+  const limiter = new LogLimiter(1000, clock.now, 10, 2)
+  t.same([limiter.admit(), limiter.admit(), limiter.admit(), limiter.admit()], [0, 0, false, false])
+  clock.advance(999)
+  t.equal(limiter.admit(), false, 'the window starts at its first line')
+  clock.advance(1)
+  t.same([limiter.admit(), limiter.admit(), limiter.admit()], [3, 0, false])
+})
+
 t.test('Faults: every failure counted, logged once per interval', async (t) => {
   const clock = fakeClock()
   const { log, lines } = recordingLogger()

@@ -211,8 +211,11 @@ t.test('compose: the worker series come from the exporter alone, never also from
   const services = yamlFile('compose.yaml').services as Record<string, { command?: string[], environment?: Record<string, string> }>
   t.ok(services['worker-exporter']?.command?.includes('dist/bin/worker.js'), 'the worker exporter runs')
   t.equal(services.web!.environment?.DEMO_WORKER, '0', 'the app runs no BullMQ worker and no in-process worker metrics (Prometheus scrapes both: the Workers panels would count twice)')
-  const jobs = (yamlFile('monitoring/prometheus/prometheus.yml').scrape_configs as Array<{ job_name: string }>).map((j) => j.job_name)
-  t.ok(jobs.includes('upstream') && jobs.includes('worker'), 'Prometheus scrapes the app and the exporter')
+  const configs = yamlFile('monitoring/prometheus/prometheus.yml').scrape_configs as Array<{ job_name: string, static_configs?: Array<{ targets: string[] }> }>
+  t.ok(configs.some((j) => j.job_name === 'upstream'), 'Prometheus scrapes the app')
+  const exporterJob = configs.find((j) => j.static_configs?.some((c) => c.targets.includes('worker-exporter:8888')))?.job_name ?? ''
+  // Prometheus anchors label regexes: the celery-mixin's selectors, as they match.
+  t.ok(/^(?:.*celery.*)$/.test(exporterJob) && /^(?:celery|celery-exporter)$/.test(exporterJob), `the exporter's job (${exporterJob}) matches the celery-mixin's selectors job=~".*celery.*" and job=~"celery|celery-exporter"`)
 })
 
 t.test('the Dockerfile copies files that exist and runs the demo', async (t) => {

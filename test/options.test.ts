@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
+import { resolveOptions } from '../lib/options'
 
 t.test('invalid options fail at register with a coded error naming the option', async (t) => {
   const cases: Array<[Record<string, unknown>, string]> = [
@@ -121,4 +122,20 @@ t.test('registering twice on one instance fails clearly', async (t) => {
   await app.register(upstreamMetrics, { runtimeMetrics: false })
   await t.rejects(async () => { await app.register(upstreamMetrics, { runtimeMetrics: false }) }, { code: 'UPSTREAM_METRICS_ALREADY_REGISTERED' })
   await app.close()
+})
+
+t.test('every option and sub-option may be given as undefined, as the typings allow (`?: T | undefined`)', async (t) => {
+  const u = undefined
+  const base = {
+    ...Object.fromEntries(['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'cardinalityLimit', 'collectTimeoutMs'].map((name) => [name, u])),
+    http: { semconvMetrics: u },
+    auth: { bearerToken: 'token', basic: u, check: u },
+    listener: { host: u, port: 0 },
+    db: { alias: u, defaultSchema: u, models: u, semconvMetrics: u, migrations: { client: u, tool: u, table: u, dir: u, connection: u, count: () => ({ applied: 0, unapplied: 0 }) } },
+    cache: { redis: u, redisBackend: u, backend: u },
+    otlp: { endpoint: u, headers: u, intervalMs: u, timeoutMs: u, serviceName: u, resourceAttributes: u }
+  }
+  t.same(resolveOptions({ ...base, auth: u, listener: u, db: u, cache: u, otlp: u, http: u }), resolveOptions({}), 'undefined is the default')
+  t.doesNotThrow(() => resolveOptions({ ...base, cluster: { timeoutMs: u } }))
+  t.doesNotThrow(() => resolveOptions({ ...base, worker: { broker: u, queues: u, prefix: u } }))
 })

@@ -10,7 +10,8 @@ import { Family } from '../lib/store'
 import type { UpstreamMetricsOptions } from '../lib/types'
 import { key, parse, parseLabels, type Exposition } from './helpers/metrics'
 import { freePort } from './helpers/net'
-import { CUMULATIVE, Receiver, STRATEGIES, metricName, translate, waitFor, type OtlpRequest, type Received } from './helpers/otlp'
+import { CUMULATIVE, Receiver, STRATEGIES, metricName, translate, type OtlpRequest, type Received } from './helpers/otlp'
+import { waitFor } from './helpers/wait'
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const OTLP_MODULES = /[\\/](exporter-metrics-otlp-proto|exporter-metrics-otlp-http|otlp-exporter-base|otlp-transformer)[\\/]|[\\/]lib[\\/]otlp[\\/]index\./
@@ -98,7 +99,8 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
     countScrape: false,
     cache: { redis: false },
     worker: { broker: 'redis://127.0.0.1:6379/0', queues: ['otlp-test'] },
-    otlp: { endpoint: receiver.url, intervalMs: 200, serviceName: 'shop', resourceAttributes: { 'service.instance.id': 'shop-1', 'deployment.environment': 'test' } }
+    // No periodic export within the test: the one compared is made by flush(), between two scrapes.
+    otlp: { endpoint: receiver.url, intervalMs: 3_600_000, serviceName: 'shop', resourceAttributes: { 'service.instance.id': 'shop-1', 'deployment.environment': 'test' } }
   })
   t.teardown(() => app.close())
   t.not(otlpModulesLoaded().length, 0, 'the exporter is loaded once push is on (so the check above can fail)')
@@ -123,10 +125,15 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
   await pool.query('SELECT 1')
   await pool.query('SELECT * FROM no_such_table_otlp').catch(() => {})
 
-  // Quiet from here: the next export and a scrape see the same counts.
-  const quiet = Date.now()
-  const pushed = await waitFor(() => receiver.last(quiet + 50), 'an export after the traffic stopped')
+  // Quiet from here. The export's collection falls between the two scrapes: every series of the first
+  // is pushed, every pushed series is in the second, and only what moves by itself (the runtime's, such
+  // as a GC kind seen for the first time, and the push's own counters) may differ between them.
+  const before = await scrape(app)
+  await app.upstreamMetrics.flush()
+  const pushed = receiver.last()
   const scraped = await scrape(app)
+  if (pushed === undefined) throw new Error('flush() exported nothing')
+  t.equal(receiver.arrived, 1, 'one export: the one flush() made')
 
   t.equal(pushed.path, '/v1/metrics')
   t.match(pushed.headers['content-type'], /application\/x-protobuf/)
@@ -134,30 +141,29 @@ t.test('pushed series, translated the standard way, are exactly the /metrics ser
   t.equal(translated.job, 'shop', 'service.name becomes job')
   t.equal(translated.instance, 'shop-1', 'service.instance.id becomes instance')
 
+  const runtime = (name: string): boolean => /^(process|nodejs)_/.test(name)
+  const moving = (family: string): boolean => runtime(family) || family.startsWith('upstream_metrics_otlp_')
   const names = new Set(scraped.type.keys())
-  t.same([...translated.families.keys()].sort(), [...names].sort(), 'every family on /metrics is pushed, under the same name once translated')
+  const namesBefore = new Set(before.type.keys())
+  t.same([...namesBefore].filter((name) => !translated.families.has(name)), [], 'every family on /metrics is pushed, under the same name once translated')
+  t.same([...translated.families.keys()].filter((name) => !names.has(name)), [], 'every pushed family is on /metrics')
+  t.same([...names].filter((name) => !namesBefore.has(name) && !moving(name)), [], 'no family but the runtime\'s and the push\'s appears in between')
   for (const [name, family] of translated.families) {
     t.equal(family.help, scraped.help.get(name), `${name}: description is the HELP`)
     // OTLP has no untyped: the migration gauges written `untyped` on /metrics (for promtool) are pushed as gauges.
     const expectedType = INNER_TOTAL.includes(name) || scraped.type.get(name) === 'untyped' ? 'gauge' : scraped.type.get(name)
     t.equal(family.type, expectedType, `${name}: ${family.type}`)
   }
-  const runtime = (name: string): boolean => /^(process|nodejs)_/.test(name)
   const expected = normalized(scraped.samples)
+  const expectedBefore = normalized(before.samples)
   const got = translated.samples
   const families = [...names]
-  // The push's own counters move with the export itself.
-  const stable = (sample: string): boolean => !runtime(familyOf(sample, families) ?? sample) && !sample.startsWith('upstream_metrics_otlp_')
-  t.same(
-    [...got.keys()].sort(),
-    [...expected.keys()].sort(),
-    'the same series: names, label names, label values and bucket bounds'
-  )
-  t.same(
-    Object.fromEntries([...got].filter(([k]) => stable(k))),
-    Object.fromEntries([...expected].filter(([k]) => stable(k))),
-    'the same values (runtime gauges move between the two reads and are compared by series only)'
-  )
+  const stable = (sample: string): boolean => !moving(familyOf(sample, families) ?? sample)
+  const stableOf = (samples: Map<string, number>): Record<string, number> => Object.fromEntries([...samples].filter(([k]) => stable(k)))
+  t.same([...expectedBefore.keys()].filter((k) => !got.has(k)), [], 'the same series: names, label names, label values and bucket bounds (every one of /metrics is pushed…)')
+  t.same([...got.keys()].filter((k) => !expected.has(k)), [], '…and every pushed one is on /metrics)')
+  t.same(stableOf(got), stableOf(expectedBefore), 'the same values (the runtime\'s and the push\'s own move by themselves: compared by series only)')
+  t.same(stableOf(expected), stableOf(expectedBefore), 'nothing else moved between the two scrapes')
   // The traffic is in there, under the django names and labels.
   t.equal(got.get(key('django_http_requests_total_by_method_total', { method: 'GET' })), 7)
   t.equal(got.get(key('django_http_responses_total_by_status_view_method_total', { status: '201', view: '/claims', method: 'POST' })), 1)
@@ -194,7 +200,7 @@ t.test('the django names survive each common translation strategy', async (t) =>
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: receiver.url, intervalMs: 200 } })
   await app.ready()
   await app.inject('/x')
-  const pushed = await waitFor(() => receiver.last(), 'an export')
+  const pushed = await waitFor('an export', () => receiver.last())
   const scraped = await scrape(app)
   await app.close()
   const scrapedNames = [...scraped.type.keys()].sort()
@@ -237,13 +243,13 @@ t.test('a Collector that is down, slow, then failing costs the app nothing but o
 
   let gets = 0
   const failuresAtLeast = async (n: number, phase: string): Promise<void> => {
-    await waitFor(async () => {
+    await waitFor(`${phase}: ${n} failed exports`, async () => {
       const res = await app.inject('/work')
       t.equal(res.statusCode, 200, `${phase}: the app answers`)
       gets++
       const failures = exportsOf((await scrape(app)).samples, 'failure')
       return failures >= n ? failures : undefined
-    }, `${phase}: ${n} failed exports`)
+    })
   }
 
   // Down: nothing listens on the port.
@@ -265,7 +271,7 @@ t.test('a Collector that is down, slow, then failing costs the app nothing but o
   // Back.
   receiver.behaviour = { kind: 'ok' }
   const back = Date.now()
-  const first = await waitFor(() => receiver.last(back), 'an export once the Collector is back')
+  const first = await waitFor('an export once the Collector is back', () => receiver.last(back))
   const translated = translate(first.body)
   const totalGets = translated.samples.get(key('django_http_requests_total_by_method_total', { method: 'GET' }))
   t.ok(totalGets !== undefined && totalGets >= gets, `the first export after the outage carries every request of it (${totalGets} ≥ ${gets})`)
@@ -296,11 +302,11 @@ t.test('over many failing intervals nothing is queued and the heap stays flat', 
   for (let i = 0; i < 300; i++) await app.inject(`/r${i}/1`)
 
   const failures = async (): Promise<number> => exportsOf((await scrape(app)).samples, 'failure')
-  await waitFor(async () => (await failures()) >= 10 ? true : undefined, '10 failed exports', 15_000, 200)
+  await waitFor('10 failed exports', async () => (await failures()) >= 10, { intervalMs: 200 })
   gc()
   const heapBefore = process.memoryUsage().heapUsed
   const failedBefore = await failures()
-  await waitFor(async () => (await failures()) >= failedBefore + 60 ? true : undefined, '60 more failed exports', 30_000, 200)
+  await waitFor('60 more failed exports', async () => (await failures()) >= failedBefore + 60, { timeoutMs: 30_000, intervalMs: 200 })
   gc()
   const growth = process.memoryUsage().heapUsed - heapBefore
   t.ok(receiver.maxOpen <= 2, `at most ${receiver.maxOpen} exports open at once at the Collector`)
@@ -335,7 +341,7 @@ t.test('close() sends the last interval, and never waits long on a dead Collecto
   ])
   t.equal(closed, 'closed')
   t.equal(receiver.arrived, arrived + 1, 'the last export was attempted')
-  await waitFor(() => receiver.open === 0 ? true : undefined, 'the request to be abandoned', 5_000)
+  await waitFor('the request to be abandoned', () => receiver.open === 0, { timeoutMs: 5_000 })
 })
 
 t.test('push alone (path: false), configured from the standard environment variables', async (t) => {
@@ -359,7 +365,7 @@ t.test('push alone (path: false), configured from the standard environment varia
   await app.inject('/ping')
   await app.inject('/ping')
   const since = Date.now()
-  const pushed: Received = await waitFor(() => receiver.last(since), 'an export')
+  const pushed: Received = await waitFor('an export', () => receiver.last(since))
   await app.close()
   t.equal(pushed.path, '/v1/metrics', 'the metrics path is appended to OTEL_EXPORTER_OTLP_ENDPOINT')
   t.equal(pushed.headers['x-api-key'], 's3cret')
@@ -383,7 +389,7 @@ t.test('option headers go with every export; the default instance is host:pid', 
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: receiver.url, headers: { authorization: 'Bearer abc' }, intervalMs: 150 } })
   await app.ready()
-  const pushed = await waitFor(() => receiver.last(), 'an export')
+  const pushed = await waitFor('an export', () => receiver.last())
   await app.close()
   t.equal(pushed.headers.authorization, 'Bearer abc')
   const body: OtlpRequest = pushed.body

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { resolveOptions } from '../lib/options'
 import { freePort, get } from './helpers/net'
+import { waitFor } from './helpers/wait'
 
 const root = join(__dirname, '..')
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
@@ -97,9 +98,9 @@ for (const sample of samples) {
       const reply = await get(`${base}/metrics`).catch(() => undefined)
       return reply?.status === 200 ? reply.body : undefined
     }
-    const deadline = Date.now() + 30_000
-    while (await scrape() === undefined && child.exitCode === null && Date.now() < deadline) await sleep(200)
-    const serving = await scrape() !== undefined
+    // null: the sample exited, nothing more to wait for.
+    const first = await waitFor('the sample to serve /metrics', async () => child.exitCode !== null ? null : await scrape(), { timeoutMs: 30_000, intervalMs: 200 }).catch(() => null)
+    const serving = first !== null
     t.ok(serving, `the sample serves /metrics\n${output}`)
     if (!serving) return
 
@@ -112,9 +113,8 @@ for (const sample of samples) {
       `django_http_responses_total_by_status_view_method_total{method="GET",status="200",view="${route}"} 1.0`,
       ...sample.expected
     ]
-    let text: string | undefined
-    const settle = Date.now() + 10_000 // under cluster, a round fails while a worker is still starting
-    do text = await scrape(); while (text === undefined && Date.now() < settle && await sleep(200) === undefined)
+    // Under cluster, a round fails while a worker is still starting.
+    const text = await waitFor('a complete scrape', scrape, { timeoutMs: 10_000, intervalMs: 200 }).catch(() => undefined)
     const lines = new Set((text ?? '').split('\n'))
     for (const line of wanted) t.ok(lines.has(line), `the scrape has: ${line}`)
 

@@ -23,7 +23,8 @@ import pg from 'pg'
 import { parse as parseYaml, stringify } from 'yaml'
 import { parse, parseLabels } from './helpers/metrics'
 import { freePort, get } from './helpers/net'
-import { ROOT, startPrometheus, startProcess, waitFor, type Prometheus } from './helpers/prometheus'
+import { ROOT, startPrometheus, startProcess, type Prometheus } from './helpers/prometheus'
+import { waitFor } from './helpers/wait'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
 
@@ -61,10 +62,10 @@ async function startInstance (t: Test, name: string, databaseUrl: string, worker
   const started = startProcess(t, name, process.execPath, ['test/fixtures/demo-instance.mjs'], {
     ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: '', PORT: String(port), WORKERS: String(workers)
   }, { onLine: (line) => { if (line === 'ready') ready = true } })
-  await waitFor(`${name} to listen`, 60_000, async () => {
+  await waitFor(`${name} to listen`, async () => {
     if (started.child.exitCode !== null) throw new Error(`${name} exited`)
     return ready
-  }, started.output)
+  }, { timeoutMs: 60_000, details: started.output })
   return { name, address: `127.0.0.1:${port}`, base: `http://127.0.0.1:${port}` }
 }
 
@@ -266,10 +267,10 @@ async function checkAlert (t: Test, instances: Instance[], failing: Instance): P
     await shapedTraffic(t, instances, failing, instances.map((i) => i === failing ? 1 : 9 / others.length), 3000)
     const scraped = await prometheus.scrapedAfter(JOB, Date.now(), instances.length)
     // Every evaluation until the shortened `for:` has passed on the complete data.
-    await waitFor('the rule to be evaluated past its for: on the complete data', 15_000, async () => {
+    await waitFor('the rule to be evaluated past its for: on the complete data', async () => {
       const rule = (await prometheus.rules()).find((r) => r.name === 'HighErrorRate')
       return rule !== undefined && Date.parse(rule.lastEvaluation) > scraped + 4000
-    }, prometheus.output)
+    }, { timeoutMs: 15_000, details: prometheus.output })
     const state = await highErrorRate(prometheus)
     t.comment(`${failing.name} failing, a tenth of the traffic: not firing, job ratio ${state.ratio}`)
     t.ok(state.ratio !== undefined && state.ratio > 0 && state.ratio < 0.05, `the job's ratio ${state.ratio} is above 0 and below 5 %`)

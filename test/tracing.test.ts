@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { parse } from './helpers/metrics'
 import { send } from './helpers/net'
-import { startProcess, startPrometheus, waitFor } from './helpers/prometheus'
+import { startProcess, startPrometheus } from './helpers/prometheus'
+import { waitFor } from './helpers/wait'
 
 // Exemplars end to end: an app traced by its own sdk-node (test/fixtures/tracing), scraped by a real
 // Prometheus that stores exemplars; the trace ids Prometheus gives back are those of spans the app's
@@ -37,7 +38,7 @@ async function startApp (t: Test, env: Record<string, string>): Promise<App> {
     OTEL_LOGS_EXPORTER: 'none',
     ...env
   }, { onLine: (line) => { port = Number(/^listening on (\d+)/.exec(line)?.[1] ?? port) } })
-  await waitFor('the app to listen', 20_000, async () => port !== 0, app.output)
+  await waitFor('the app to listen', () => port !== 0, { timeoutMs: 20_000, details: app.output })
   const spans = (): ExportedSpan[] => {
     try {
       return readFileSync(spansFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as ExportedSpan)
@@ -89,23 +90,23 @@ for (const tracing of ['sdk-node with instrumentation-http', 'sdk-node with @fas
 
     // The most recent sampled observation of a bucket is its exemplar; an unsampled one never replaces it.
     let scrape = ''
-    await waitFor('the last sampled request as an exemplar', 10_000, async () => {
+    await waitFor('the last sampled request as an exemplar', async () => {
       scrape = (await send(`${app.base}/metrics`, { headers: OPENMETRICS })).body.toString()
       return [...exemplarsIn(scrape).values()].flat().some((e) => e.traceId === last)
-    }, () => scrape.split('\n').filter((line) => line.includes('_bucket')).slice(0, 20).join('\n'))
+    }, { timeoutMs: 10_000, details: () => scrape.split('\n').filter((line) => line.includes('_bucket')).slice(0, 20).join('\n') })
     const onPage = exemplarsIn(scrape)
     for (const family of LATENCY_FAMILIES) t.ok((onPage.get(family) ?? []).length > 0, `${family} has exemplars`)
 
     const stored = new Map<string, StoredExemplar[]>()
     const since = Date.now() / 1000 - 300
-    await waitFor('Prometheus to store the exemplars of every latency family', 20_000, async () => {
+    await waitFor('Prometheus to store the exemplars of every latency family', async () => {
       for (const family of LATENCY_FAMILIES) {
         const params = new URLSearchParams({ query: `${family}_bucket`, start: since.toFixed(3), end: (Date.now() / 1000 + 60).toFixed(3) })
         const answer = await (await fetch(`${prometheus.base}/api/v1/query_exemplars?${params.toString()}`)).json() as { data: Array<{ exemplars: StoredExemplar[] }> }
         stored.set(family, answer.data.flatMap((series) => series.exemplars))
       }
       return LATENCY_FAMILIES.every((family) => (stored.get(family) ?? []).some((e) => sampled.includes(e.labels.trace_id!)))
-    }, () => prometheus.output())
+    }, { timeoutMs: 20_000, details: () => prometheus.output() })
 
     const spans = app.spans()
     const traceIds = new Set(spans.map((s) => s.traceId))

@@ -33,7 +33,7 @@ t.test('the worker option runs the same collector inside the app; close releases
   await queue.add('later', {}, { delay: 600_000 })
   const waiting = await until(scrape, (s) => tasks(s).RECEIVED === 1, 'jobs to be seen')
   t.same(tasks(waiting), { PENDING: 3, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
-  t.equal(waiting.get(key('celery_queue_length', { queue: 'jobs' })), 3)
+  t.equal(waiting.get(key('celery_queue_length', { queue_name: 'jobs' })), 3)
 
   worker.run().catch(() => {})
   const s = await until(scrape, (s) => tasks(s).SUCCESS === 2 && tasks(s).FAILURE === 1, 'jobs to finish')
@@ -41,7 +41,7 @@ t.test('the worker option runs the same collector inside the app; close releases
   t.same(byName(s, 'send'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 2, FAILURE: 0, REVOKED: 0, RETRY: 0 })
   t.same(byName(s, 'boom'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 1, REVOKED: 0, RETRY: 0 })
   t.equal(s.get('celery_workers'), 1)
-  t.equal(s.get(key('celery_queue_length', { queue: 'jobs' })), 0)
+  t.equal(s.get(key('celery_queue_length', { queue_name: 'jobs' })), 0)
   t.equal(s.get('celery_task_latency_count'), 3)
   t.equal(s.get(key('celery_task_runtime_seconds_count', { name: 'send' })), 2)
   t.equal(s.get(key('celery_tasks_runtime_seconds_count', { name: 'send' })), 2, 'the alias is not namespaced either')

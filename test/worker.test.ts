@@ -5,7 +5,7 @@ import t from 'tap'
 import { Queue, Worker, type Job } from 'bullmq'
 import IORedis from 'ioredis'
 import { Store } from '../lib/store'
-import { Telemetry } from '../lib/provider'
+import { Telemetry } from '../lib/telemetry'
 import { WorkerCollector } from '../lib/worker/collector'
 import {
   BIN, REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, tasks, uniquePrefix, until
@@ -47,7 +47,7 @@ t.test('the command serves exact celery values for a known mix of BullMQ jobs, a
   const initial = await scrape(exporter.url)
   t.same(tasks(initial), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 }, 'every state exposed at 0 from the start')
   t.equal(initial.get('celery_workers'), 0)
-  t.equal(initial.get(key('celery_queue_length', { queue: 'mail' })), 0)
+  t.equal(initial.get(key('celery_queue_length', { queue_name: 'mail' })), 0)
   t.equal(initial.get('celery_task_latency_count'), 0)
 
   // Phase A, no worker: jobs wait, two are scheduled, one of those is removed.
@@ -63,7 +63,7 @@ t.test('the command serves exact celery values for a known mix of BullMQ jobs, a
   t.same(tasks(a), { PENDING: 6, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 1, RETRY: 0 }, 'waiting jobs PENDING, scheduled RECEIVED, removed REVOKED')
   t.same(byName(a, 'send'), { PENDING: 3, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
   t.same(byName(a, 'gone'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 1, RETRY: 0 })
-  t.equal(a.get(key('celery_queue_length', { queue: 'mail' })), 6)
+  t.equal(a.get(key('celery_queue_length', { queue_name: 'mail' })), 6)
   t.equal(a.get('celery_workers'), 0)
 
   // Phase B: a worker processes them; "flaky" waits ten minutes for its retry, "quick" retries at once.
@@ -88,7 +88,7 @@ t.test('the command serves exact celery values for a known mix of BullMQ jobs, a
   t.same(byName(b, 'later'), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
   t.same(byName(b, 'slow'), { PENDING: 0, RECEIVED: 0, STARTED: 1, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 })
   t.equal(b.get('celery_workers'), 1, 'the running worker is counted')
-  t.equal(b.get(key('celery_queue_length', { queue: 'mail' })), 0)
+  t.equal(b.get(key('celery_queue_length', { queue_name: 'mail' })), 0)
   // First starts only, as the Celery exporter: send ×3, boom, flaky, quick, slow; not quick's second attempt.
   t.equal(b.get('celery_task_latency_count'), 7)
   t.equal(b.get(key('celery_task_latency_bucket', { le: '+Inf' })), 7)
@@ -107,13 +107,13 @@ t.test('the command serves exact celery values for a known mix of BullMQ jobs, a
   await queue.add('send', {})
   await queue.add('send', {})
   const c2 = await until(async () => await scrape(exporter.url), (s) => tasks(s).PENDING === 2, 'jobs to wait')
-  t.equal(c2.get(key('celery_queue_length', { queue: 'mail' })), 2)
+  t.equal(c2.get(key('celery_queue_length', { queue_name: 'mail' })), 2)
   t.equal(c2.get('celery_workers'), 0)
   workers.push(new Worker('mail', processor, { connection, prefix }))
   const c = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 7, 'the new worker to process them')
   t.same(tasks(c), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 7, FAILURE: 1, REVOKED: 1, RETRY: 1 })
   t.equal(c.get('celery_workers'), 1, 'an unnamed worker is counted too')
-  t.equal(c.get(key('celery_queue_length', { queue: 'mail' })), 0)
+  t.equal(c.get(key('celery_queue_length', { queue_name: 'mail' })), 0)
   t.equal(c.get('celery_task_latency_count'), 9)
   t.equal(c.get(key('celery_task_runtime_seconds_count', { name: 'send' })), 5)
   t.equal(c.get(key('celery_task_runtime_seconds_count', { name: 'slow' })), 1)
@@ -157,10 +157,10 @@ t.test('without --queue, every queue under the prefix is found, including ones c
   })
   await doneBeforeFound.add('z', {})
   await doneBeforeFound.add('z', {})
-  const s = await until(async () => await scrape(exporter.url), (s) => s.get(key('celery_queue_length', { queue: 'beta' })) === 2 && tasks(s).SUCCESS === 2, 'the new queues')
-  t.equal(s.get(key('celery_queue_length', { queue: 'alpha' })), 1)
-  t.equal(s.get(key('celery_queue_length', { queue: 'beta' })), 2)
-  t.equal(s.get(key('celery_queue_length', { queue: 'gamma' })), 0)
+  const s = await until(async () => await scrape(exporter.url), (s) => s.get(key('celery_queue_length', { queue_name: 'beta' })) === 2 && tasks(s).SUCCESS === 2, 'the new queues')
+  t.equal(s.get(key('celery_queue_length', { queue_name: 'alpha' })), 1)
+  t.equal(s.get(key('celery_queue_length', { queue_name: 'beta' })), 2)
+  t.equal(s.get(key('celery_queue_length', { queue_name: 'gamma' })), 0)
   t.same(byName(s, 'z'), { PENDING: 0, RECEIVED: 0, STARTED: 0, SUCCESS: 2, FAILURE: 0, REVOKED: 0, RETRY: 0 })
   t.same(byName(s, 'x'), { PENDING: 1, RECEIVED: 0, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 }, 'a job waiting since before the start is PENDING')
   t.equal(tasks(s).PENDING, 3, 'waiting jobs of both queues')
@@ -334,12 +334,12 @@ t.test('jobs that leave without an event (drain, obliterate) are caught at a scr
   for (let i = 0; i < 3; i++) await queue.add('w', {})
   await queue.add('d', {}, { delay: 600_000 })
   const before = await until(metrics, (s) => tasks(s).PENDING === 3 && tasks(s).RECEIVED === 1, 'the jobs')
-  t.equal(before.get(key('celery_queue_length', { queue: 'd' })), 3)
+  t.equal(before.get(key('celery_queue_length', { queue_name: 'd' })), 3)
 
   await queue.drain() // removes the waiting jobs without an event per job
   const drained = await until(metrics, (s) => tasks(s).PENDING === 0, 'the rebuild after drain')
   t.same(tasks(drained), { PENDING: 0, RECEIVED: 1, STARTED: 0, SUCCESS: 0, FAILURE: 0, REVOKED: 0, RETRY: 0 }, 'not REVOKED: drain is not a removal per job')
-  t.equal(drained.get(key('celery_queue_length', { queue: 'd' })), 0)
+  t.equal(drained.get(key('celery_queue_length', { queue_name: 'd' })), 0)
 
   await queue.obliterate({ force: true })
   const gone = await until(metrics, (s) => tasks(s).RECEIVED === 0, 'the rebuild after obliterate')

@@ -114,7 +114,7 @@ export const ROWS: RowSpec[] = [
   {
     title: 'Workers',
     panels: [
-      { title: 'Queue length', description: 'Jobs waiting for a worker, by queue (BullMQ wait and prioritized lists).', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (queue) (${m(CELERY.queueLength)})`, legend: '{{queue}}' }] },
+      { title: 'Queue length', description: 'Jobs waiting for a worker, by queue (BullMQ wait and prioritized lists).', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (queue_name) (${m(CELERY.queueLength)})`, legend: '{{queue_name}}' }] },
       { title: 'Tasks by state', description: 'Tasks waiting (PENDING), scheduled (RECEIVED), running (STARTED) or waiting for a retry (RETRY) now.', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (state) (${m(CELERY.tasks)}{state=~"PENDING|RECEIVED|STARTED|RETRY"})`, legend: '{{state}}' }] },
       { title: 'Task rate by state', description: 'Tasks finished per second: SUCCESS, FAILURE, and REVOKED (removed before they ran).', kind: 'timeseries', unit: 'ops', targets: [{ expr: `sum by (state) (${rate(CELERY.tasks, '{state=~"SUCCESS|FAILURE|REVOKED"}')})`, legend: '{{state}}' }] },
       { title: 'Failures by task name', description: 'Tasks failed for good per second, by job name.', kind: 'timeseries', unit: 'ops', noValue: '0', targets: [{ expr: `sum by (name) (${rate(CELERY.tasksByName, '{state="FAILURE"}')})`, legend: '{{name}}' }] },

@@ -2,7 +2,7 @@
 import { createServer } from 'node:http'
 import { parseArgs } from 'node:util'
 import { CONTENT_TYPE } from '../exposition'
-import { Telemetry } from '../provider'
+import { Telemetry } from '../telemetry'
 import { startRuntimeMetrics } from '../runtime'
 import { Store } from '../store'
 import { WorkerCollector, type WorkerLogger } from '../worker/collector'
@@ -17,7 +17,8 @@ const MIN_DISCOVER_INTERVAL_S = 1
 
 const USAGE = `usage: upstream-metrics-worker [--broker URL] [--addr HOST:PORT] [--queue NAME]... [--prefix PREFIX]
 
-Prometheus exporter for BullMQ queues, with celery-prometheus-exporter's metrics.
+Prometheus exporter for BullMQ queues, with the Celery exporters' metrics
+(celery-prometheus-exporter's and danihodovic/celery-exporter's).
 
 options:
   --broker URL         Redis URL of the BullMQ queues. Defaults to ${redactUrl(DEFAULT_BROKER) ?? 'BROKER_URL'}

@@ -6,13 +6,13 @@ export interface InstrumentCacheOptions {
    * The `backend` label of this cache's series. Unset: the plugin's `cache.backend` option.
    * @default 'locmem'
    */
-  backend?: string
+  backend?: string | undefined
   /**
    * Whether a value returned by `get` means "not in the cache". Values that are present
    * but falsy (`0`, `''`, `false`, `null`) are hits by default, as in django-prometheus.
    * @default (value) => value === undefined
    */
-  isMiss?: (value: unknown) => boolean
+  isMiss?: ((value: unknown) => boolean) | undefined
 }
 
 /** Methods counted as gets; the `Many` ones count each key, like django-prometheus counts each `get`. */

@@ -50,6 +50,23 @@ export interface FinishedQuery {
   readonly span: SpanContext | undefined
 }
 
+/** One query as a driver reports it: pg's through its instrumentation's span, postgres.js's through its diagnostics channel. */
+export interface QueryRecord {
+  readonly attributes: Attributes | undefined
+  /** `performance.now()` when the query was issued. */
+  readonly start: number
+  readonly text: string | undefined
+  /** pg's result (or array of results): `command` and `rowCount` are read. */
+  readonly result: unknown
+  readonly failed: boolean
+  readonly code: string | undefined
+  readonly message: string | undefined
+  /** Whether the error came from the server (a SQLSTATE there is one, not an errno). */
+  readonly fromServer: boolean
+  /** The app's sampled span active when the query was sent (pg only), if a sink keeps exemplars. */
+  readonly parent?: SpanContext | undefined
+}
+
 const CODE = /\(code: ([0-9A-Z]{5})\)/
 /** pg names the errors the server sent `error` (its protocol message name). */
 const FROM_SERVER = /of type 'error' occurred/
@@ -224,7 +241,7 @@ export class PgHub implements TracerProvider {
     this.exemplars = this.sinks.some((s) => s.exemplars)
   }
 
-  finishQuery (span: QuerySpan): void {
+  finishQuery (span: QueryRecord): void {
     const sinks = this.sinks
     if (sinks.length === 0) return
     const seconds = (performance.now() - span.start) / 1000
@@ -332,15 +349,18 @@ function define (target: object, name: PropertyKey, value: unknown): void {
 /**
  * Wraps `proto[name]` on top of whatever is there, shimmer-style (`__original`, `__unwrap`,
  * `__wrapped`), without first unwrapping another instrumentation's wrapper as the stock
- * patch does: an app's own OpenTelemetry pg tracing, set up first, keeps working.
+ * patch does: an app's own OpenTelemetry pg tracing, set up first, keeps working. Set up
+ * later (an SDK started after `register`), the stock patch unwraps ours before wrapping:
+ * that unwrap leaves ours in place, beneath it, so both keep measuring; only unstack removes ours.
  */
 function stack (proto: Proto, name: string, wrapper: (original: AnyFn) => AnyFn): void {
   unstack(proto, name)
   const original = proto[name]
-  if (typeof original !== 'function') return
+  // Ours under another wrapper (patched through pg's main module and its client file) is still live.
+  if (typeof original !== 'function' || hasOurWrapper(original)) return
   const wrapped = wrapper(original as AnyFn)
   define(wrapped, '__original', original)
-  define(wrapped, '__unwrap', () => { if (proto[name] === wrapped) define(proto, name, original) })
+  define(wrapped, '__unwrap', () => {})
   define(wrapped, '__wrapped', true)
   define(wrapped, kOurs, true)
   define(proto, name, wrapped)

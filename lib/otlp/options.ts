@@ -15,7 +15,10 @@ export interface ResolvedOtlp {
   ignored: string[]
 }
 
-/** The exporter push needs: an optional peer dependency, of the OpenTelemetry line the plugin's sdk-metrics belongs to. */
+/**
+ * The exporter push needs: an optional peer dependency (`>=0.300.0 <0.302.0`, so an app's sdk-node copy serves);
+ * the version named in the install command is the one of the plugin's own sdk-metrics.
+ */
 export const OTLP_EXPORTER = '@opentelemetry/exporter-metrics-otlp-proto'
 export const OTLP_EXPORTER_VERSION = '0.301.0'
 

@@ -3,6 +3,8 @@ import { CELERY, CELERY_BUCKETS } from '../names'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import type { IORedisClass } from './ioredis'
 import { LogLimiter } from '../log-limit'
+import type { JobLabels, JobLifecycle } from './lifecycle'
+import { CeleryExporterFamilies } from './celery-exporter'
 
 /** Celery's `ALL_STATES`, in the order celery-prometheus-exporter's README lists them. */
 export const CELERY_STATES = ['PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', 'FAILURE', 'REVOKED', 'RETRY'] as const
@@ -36,6 +38,8 @@ export interface WorkerCollectorOptions {
   verbose?: boolean
   /** Least time between two rebuilds of a queue's state when Redis' counts disagree with the tracked ones. */
   rebuildIntervalMs?: number
+  /** Told every transition; default: danihodovic/celery-exporter's families on the same store. */
+  lifecycle?: JobLifecycle
 }
 
 interface Job {
@@ -45,6 +49,8 @@ interface Job {
   since: number
   /** When the current attempt started (ms), for the runtime; NaN when unknown. */
   startedAt: number
+  /** The worker holding it (BullMQ's `pb`, its Worker's `name`), read when it turns active. */
+  hostname?: string | undefined
 }
 
 interface QueueState {
@@ -64,7 +70,7 @@ interface QueueState {
 }
 
 /** Events that say something about one job; their job may need its name looked up. */
-const JOB_EVENTS = new Set(['added', 'waiting', 'delayed', 'waiting-children', 'active', 'completed', 'failed', 'removed'])
+const JOB_EVENTS = new Set(['added', 'waiting', 'delayed', 'waiting-children', 'active', 'completed', 'failed', 'removed', 'stalled'])
 /** `removed` from these was a job that had not finished: Celery's REVOKED. */
 const UNFINISHED_PREV = new Set(['wait', 'waiting', 'paused', 'prioritized', 'delayed', 'waiting-children', 'active'])
 const MAX_SCAN_ROUNDS = 10_000
@@ -120,6 +126,7 @@ export class WorkerCollector {
   /** Redis' clock when following began, as a stream id: a queue found later is read from there. */
   private startId = '0-0'
   private readonly logLimiter = new LogLimiter(10_000)
+  private readonly lifecycle: JobLifecycle
 
   constructor (store: Store, private readonly options: WorkerCollectorOptions) {
     this.discover = options.queues === undefined || options.queues.length === 0
@@ -137,6 +144,7 @@ export class WorkerCollector {
     this.runtime = store.histogram(CELERY.runtime, CELERY_BUCKETS, asDeclared)
     this.queueLength = store.gauge(CELERY.queueLength, asDeclared)
     this.tasks = Object.fromEntries(CELERY_STATES.map((s) => [s, tasks.cell(s)])) as Record<CeleryState, Cell>
+    this.lifecycle = options.lifecycle ?? new CeleryExporterFamilies(store)
 
     // RESP2, as ioredis 5 speaks: ioredis 6 defaults to RESP3, where a raw XREAD answers a map
     // ([key, entries, …] flattened) instead of [[key, entries], …]. ioredis 5 ignores the option.
@@ -203,15 +211,26 @@ export class WorkerCollector {
     const names = new Set<string>()
     for (const q of queues) names.add(`${this.options.prefix}:${Buffer.from(q.name).toString('base64')}`)
     let workers = 0
+    const hosts: Array<{ hostname: string | undefined, queue: string }> = []
     // A BullMQ worker names its blocking connection `<prefix>:<base64 queue>`, plus `:w:<name>` when named.
     for (const line of String(results[0]![1]).split('\n')) {
       const match = / name=(\S*)/.exec(line)
       if (match === null || match[1] === '') continue
       const name = match[1]!
       const w = name.indexOf(':w:')
-      if (names.has(w === -1 ? name : name.slice(0, w))) workers++
+      if (!names.has(w === -1 ? name : name.slice(0, w))) continue
+      workers++
+      hosts.push({ hostname: w === -1 ? undefined : name.slice(w + 3), queue: Buffer.from(name.slice(this.options.prefix.length + 1, w === -1 ? undefined : w), 'base64').toString() })
     }
     this.workers.value = workers
+    const active = this.activeByWorker()
+    // A worker name seen twice on a queue gets its active jobs once.
+    this.lifecycle.workers(hosts.map((h) => {
+      const key = `${h.queue}\u0000${h.hostname ?? ''}`
+      const n = active.get(key) ?? 0
+      active.delete(key)
+      return { ...h, active: n }
+    }))
     const now = Date.now()
     queues.forEach((q, i) => {
       const row = results.slice(1 + i * 7, 8 + i * 7).map(([, v]) => v)
@@ -223,6 +242,19 @@ export class WorkerCollector {
       const unfinished = n.reduce((a, b) => a + b, 0)
       if (end === q.lastId && unfinished !== q.current + q.untracked && now - q.lastSnapshot >= (this.options.rebuildIntervalMs ?? 10_000)) q.needsSnapshot = true
     })
+  }
+
+  /** Started jobs by queue and worker name (`queue\0name`, '' for an unnamed worker). */
+  private activeByWorker (): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const q of this.queues.values()) {
+      for (const job of q.jobs.values()) {
+        if (job.state !== 'STARTED') continue
+        const key = `${q.name}\u0000${job.hostname ?? ''}`
+        counts.set(key, (counts.get(key) ?? 0) + 1)
+      }
+    }
+    return counts
   }
 
   private track (name: string): QueueState {
@@ -379,20 +411,20 @@ export class WorkerCollector {
     for (let start = 0; start < ids.length; start += BATCH) {
       const pipeline = this.command.pipeline()
       const batch = ids.slice(start, start + BATCH)
-      for (const [id] of batch) pipeline.hmget(`${q.key}:${id}`, 'name', 'timestamp', 'delay', 'processedOn', 'atm')
+      for (const [id] of batch) pipeline.hmget(`${q.key}:${id}`, 'name', 'timestamp', 'delay', 'processedOn', 'atm', 'pb')
       const rows = await pipeline.exec()
       if (rows === null) throw new Error('snapshot pipeline discarded')
       batch.forEach(([id, kind], i) => {
         const [err, row] = rows[i]!
         if (err !== null) throw err
-        const [name, timestamp, delay, processedOn, atm] = row as Array<string | null>
+        const [name, timestamp, delay, processedOn, atm, pb] = row as Array<string | null>
         if (name === null) {
           untracked++
           return
         }
         const retried = Number(atm ?? 0) > 0
         const added = Number(timestamp)
-        const job: Job = { name, state: undefined, since: NaN, startedAt: NaN }
+        const job: Job = { name, state: undefined, since: NaN, startedAt: NaN, hostname: pb ?? undefined }
         if (kind === 'active') {
           job.state = 'STARTED'
           job.startedAt = Number(processedOn ?? NaN)
@@ -477,19 +509,23 @@ export class WorkerCollector {
       if (f.jobId !== undefined && f.event !== 'added' && JOB_EVENTS.has(f.event ?? '') && !q.jobs.has(f.jobId)) unknown.add(f.jobId)
     }
     const names = new Map<string, string | null>()
-    if (unknown.size > 0) {
+    // The celery-exporter families' hostname (the worker's name) and exception (the error's class, atop its stack).
+    const detailed = parsed.filter(([, f]) => f.jobId !== undefined && (f.event === 'active' || f.event === 'failed'))
+    const details = new Map<string, string | null>()
+    if (unknown.size > 0 || detailed.length > 0) {
       const pipeline = this.command.pipeline()
       for (const id of unknown) pipeline.hget(`${q.key}:${id}`, 'name')
+      for (const [, f] of detailed) pipeline.hget(`${q.key}:${f.jobId!}`, f.event === 'active' ? 'pb' : 'stacktrace')
       const rows = await pipeline.exec()
-      if (rows === null) throw new Error('name pipeline discarded');
-      [...unknown].forEach((id, i) => {
-        const [err, name] = rows[i]!
-        if (err !== null) throw err
-        names.set(id, name as string | null)
-      })
+      if (rows === null) throw new Error('name pipeline discarded')
+      for (const [err] of rows) if (err !== null) throw err;
+      [...unknown].forEach((id, i) => names.set(id, rows[i]![1] as string | null))
+      detailed.forEach(([id], i) => details.set(id, rows[unknown.size + i]![1] as string | null))
     }
-    for (const [id, f] of parsed) {
+    for (const [i, [id, f]] of parsed.entries()) {
       q.lastId = id
+      // A stalled job is put back to wait (`waiting` from `active`) then `stalled`: BullMQ's requeue, not a failed attempt.
+      if (f.event === 'waiting' && f.prev === 'active' && parsed[i + 1]?.[1].event === 'stalled' && parsed[i + 1]?.[1].jobId === f.jobId) f.prev = 'stalled'
       // `clean` removes jobs without an event per job.
       if (f.event === 'cleaned') q.needsSnapshot = true
       const jobId = f.jobId
@@ -499,18 +535,26 @@ export class WorkerCollector {
         job = { name: f.event === 'added' ? f.name : (names.get(jobId) ?? undefined), state: undefined, since: NaN, startedAt: NaN }
         q.jobs.set(jobId, job)
       }
-      this.transition(q, jobId, job, f, entryTime(id))
+      this.transition(q, jobId, job, f, entryTime(id), details.get(id) ?? undefined)
     }
   }
 
-  private transition (q: QueueState, jobId: string, job: Job, f: Record<string, string>, t: number): void {
+  /** `detail`: the worker's name on `active`, the stored stack trace on `failed`. */
+  private transition (q: QueueState, jobId: string, job: Job, f: Record<string, string>, t: number, detail: string | undefined): void {
+    const labels: JobLabels = { name: job.name, queue: q.name, hostname: f.event === 'active' ? detail : job.hostname }
     switch (f.event) {
       case 'added':
         if (job.name === undefined && f.name !== undefined) job.name = f.name
         if (job.name !== undefined) this.nameCells(job.name)
+        this.lifecycle.sent({ ...labels, name: job.name })
+        break
+      case 'stalled':
+        this.lifecycle.rejected(labels)
         break
       case 'waiting':
-        if (f.prev === 'active') {
+        // `stalled`: set by apply() for a stall's requeue, RETRY here but rejected, not retried, for celery-exporter.
+        if (f.prev === 'active' || f.prev === 'stalled') {
+          if (f.prev === 'active') this.lifecycle.retried(labels)
           this.setState(q, job, 'RETRY')
         } else if (f.prev === 'delayed') {
           if (job.state !== 'RETRY') {
@@ -524,6 +568,7 @@ export class WorkerCollector {
         break
       case 'delayed':
         if (job.state === 'STARTED' || job.state === 'RETRY') {
+          if (job.state === 'STARTED') this.lifecycle.retried(labels)
           this.setState(q, job, 'RETRY')
         } else {
           job.since = Number(f.delay)
@@ -535,10 +580,12 @@ export class WorkerCollector {
         this.setState(q, job, 'PENDING')
         break
       case 'active':
+        job.hostname = detail
         // As celery-prometheus-exporter: no latency for a retry.
         if ((job.state === 'PENDING' || job.state === 'RECEIVED') && Number.isFinite(job.since)) {
           observe(this.latency, CELERY_BUCKETS, Math.max(0, t - job.since) / 1000)
-        }
+          this.lifecycle.started(labels, Math.max(0, t - job.since) / 1000)
+        } else this.lifecycle.started(labels, undefined)
         job.startedAt = t
         this.setState(q, job, 'STARTED')
         break
@@ -546,14 +593,18 @@ export class WorkerCollector {
         if (job.name !== undefined && Number.isFinite(job.startedAt)) {
           observe(this.runtime.cell(job.name), CELERY_BUCKETS, Math.max(0, t - job.startedAt) / 1000)
         }
+        this.lifecycle.succeeded(labels, Number.isFinite(job.startedAt) ? Math.max(0, t - job.startedAt) / 1000 : undefined)
         this.finish(q, jobId, job, 'SUCCESS')
         break
       case 'failed':
+        this.lifecycle.failed(labels, detail)
         this.finish(q, jobId, job, 'FAILURE')
         break
       case 'removed':
-        if (UNFINISHED_PREV.has(f.prev ?? '')) this.finish(q, jobId, job, 'REVOKED')
-        else {
+        if (UNFINISHED_PREV.has(f.prev ?? '')) {
+          this.lifecycle.revoked(labels)
+          this.finish(q, jobId, job, 'REVOKED')
+        } else {
           this.setState(q, job, undefined)
           q.jobs.delete(jobId)
         }

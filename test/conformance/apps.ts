@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import IORedis from 'ioredis'
 import pg from 'pg'
+import { waitFor } from '../helpers/wait'
 
 const run = promisify(execFile)
 
@@ -98,13 +99,10 @@ function track (name: string, child: ChildProcess, base: string, group: boolean)
 
 /** Resolves when `pattern` appears in the app's output; bounded. */
 async function waitForOutput (app: App, pattern: RegExp, deadlineMs: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + deadlineMs
-  while (Date.now() < deadline) {
-    if (pattern.test(app.output())) return
-    if (child.exitCode !== null) break
-    await sleep(50)
-  }
-  throw new Error(`${app.name} did not start (waited for ${pattern})\n${app.output()}`)
+  // 'exited': nothing more to wait for.
+  const started = await waitFor(`${app.name} to start`, () => pattern.test(app.output()) || (child.exitCode !== null && 'exited'), { timeoutMs: deadlineMs })
+    .catch(() => 'timed out')
+  if (started !== true) throw new Error(`${app.name} did not start (waited for ${pattern}: ${started})\n${app.output()}`)
 }
 
 export interface Database { url: URL, name: string }

@@ -1,4 +1,5 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 
@@ -37,4 +38,17 @@ export function ioredisAppDir (source: string, options: { version?: string, file
   link(dir, 'upstream-metrics', root)
   for (const file of options.files ?? []) cpSync(join(root, 'test', 'fixtures', file), join(dir, file.split('/').pop()!))
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/**
+ * `npm pack` of this repository (built) into `dir`, installed there as a user's app would install it,
+ * with `packages` (name@version) beside it; npm's cache is the machine's. Returns the tarball's name.
+ */
+export function installPacked (dir: string, packages: string[]): string {
+  const npm = (args: string[]): string => execFileSync('npm', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 })
+  npm(['pack', '--pack-destination', dir, root])
+  const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))!
+  if (!existsSync(join(dir, 'package.json'))) writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'user-app', private: true }))
+  npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `./${tarball}`, ...packages])
+  return tarball
 }

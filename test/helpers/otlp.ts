@@ -133,17 +133,6 @@ export class Receiver {
   }
 }
 
-/** Waits (bounded) until `check` returns a value. */
-export async function waitFor<T> (check: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 15_000, pollMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const value = await check()
-    if (value !== undefined) return value
-    await new Promise((resolve) => setTimeout(resolve, pollMs))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
-
 // ---- github.com/prometheus/otlptranslator, re-implemented for the test (its unit tables are lib's) ----
 
 export type Strategy = 'UnderscoreEscapingWithSuffixes' | 'UnderscoreEscapingWithoutSuffixes' | 'NoUTF8EscapingWithSuffixes'

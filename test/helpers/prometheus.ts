@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import { stringify } from 'yaml'
 import { freePort } from './net'
+import { waitFor } from './wait'
 
 export const ROOT = resolve(__dirname, '..', '..')
 
@@ -64,16 +65,6 @@ export async function stopProcess (child: ChildProcess, signal: NodeJS.Signals =
   }
 }
 
-/** Polls until `check` returns true; bounded in time, never an assertion on speed. */
-export async function waitFor (what: string, deadlineMs: number, check: () => Promise<boolean>, details: () => string = () => ''): Promise<void> {
-  const deadline = Date.now() + deadlineMs
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return
-    await sleep(100)
-  }
-  throw new Error(`timed out waiting for ${what}\n${details()}`)
-}
-
 export interface QueryAnswer { status: string, error?: string, data?: { result: Sample[] } }
 
 /** An instant query that reports errors in its answer instead of throwing (for checking that PromQL is valid). */
@@ -126,14 +117,14 @@ export class Prometheus {
   /** Waits for a scrape of every target of `job` that started after `afterMs` (epoch ms) and is stored. */
   async scrapedAfter (job: string, afterMs: number, targets: number, deadlineMs = 15_000): Promise<number> {
     let newest = 0
-    await waitFor(`a scrape of every ${job} target after ${new Date(afterMs).toISOString()}`, deadlineMs, async () => {
+    await waitFor(`a scrape of every ${job} target after ${new Date(afterMs).toISOString()}`, async () => {
       // timestamp() of a selector is its sample's time (of any other expression, the evaluation time).
       const ups = await this.query(`timestamp(up{job="${job}"})`)
       const values = await this.query(`up{job="${job}"}`)
       const times = ups.map((s) => Number(s.value[1]) * 1000)
       newest = Math.max(...times)
       return times.length === targets && times.every((time) => time > afterMs) && values.every((s) => s.value[1] === '1')
-    }, this.output)
+    }, { timeoutMs: deadlineMs, details: this.output })
     return newest
   }
 }
@@ -159,6 +150,6 @@ export async function startPrometheus (t: Test, config: Record<string, unknown>,
     rmSync(dir, { recursive: true, force: true })
   })
   const prometheus = new Prometheus(`http://127.0.0.1:${port}`, started.output, started.child)
-  await waitFor('Prometheus to be ready', 30_000, async () => (await fetch(`${prometheus.base}/-/ready`)).ok, started.output)
+  await waitFor('Prometheus to be ready', async () => (await fetch(`${prometheus.base}/-/ready`)).ok, { timeoutMs: 30_000, details: started.output })
   return prometheus
 }
