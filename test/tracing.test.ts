@@ -38,7 +38,7 @@ async function startApp (t: Test, env: Record<string, string>): Promise<App> {
     OTEL_LOGS_EXPORTER: 'none',
     ...env
   }, { onLine: (line) => { port = Number(/^listening on (\d+)/.exec(line)?.[1] ?? port) } })
-  await waitFor('the app to listen', () => port !== 0, { timeoutMs: 20_000, details: app.output })
+  await waitFor('the app to listen', () => port !== 0, { timeoutMs: 60_000, details: app.output })
   const spans = (): ExportedSpan[] => {
     try {
       return readFileSync(spansFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as ExportedSpan)
@@ -93,7 +93,7 @@ for (const tracing of ['sdk-node with instrumentation-http', 'sdk-node with @fas
     await waitFor('the last sampled request as an exemplar', async () => {
       scrape = (await send(`${app.base}/metrics`, { headers: OPENMETRICS })).body.toString()
       return [...exemplarsIn(scrape).values()].flat().some((e) => e.traceId === last)
-    }, { timeoutMs: 10_000, details: () => scrape.split('\n').filter((line) => line.includes('_bucket')).slice(0, 20).join('\n') })
+    }, { timeoutMs: 30_000, details: () => scrape.split('\n').filter((line) => line.includes('_bucket')).slice(0, 20).join('\n') })
     const onPage = exemplarsIn(scrape)
     for (const family of LATENCY_FAMILIES) t.ok((onPage.get(family) ?? []).length > 0, `${family} has exemplars`)
 
@@ -106,7 +106,7 @@ for (const tracing of ['sdk-node with instrumentation-http', 'sdk-node with @fas
         stored.set(family, answer.data.flatMap((series) => series.exemplars))
       }
       return LATENCY_FAMILIES.every((family) => (stored.get(family) ?? []).some((e) => sampled.includes(e.labels.trace_id!)))
-    }, { timeoutMs: 20_000, details: () => prometheus.output() })
+    }, { timeoutMs: 60_000, details: () => prometheus.output() })
 
     const spans = app.spans()
     const traceIds = new Set(spans.map((s) => s.traceId))
