@@ -4,15 +4,17 @@ import { getHeapSpaceStatistics } from 'node:v8'
 import Fastify from 'fastify'
 
 const setup = process.argv[2]
+// Another build (bench/callgrind.mjs compares builds) with BENCH_DIST=path.
+const dist = process.env.BENCH_DIST === undefined ? new URL('../dist/', import.meta.url) : new URL(`${process.env.BENCH_DIST}/`, `file://${process.cwd()}/`)
 const app = Fastify({ logger: false })
 let served = 0
 
 if (setup === 'plugin' || setup === 'plugin+runtime' || setup === 'plugin+semconv') {
-  const { default: upstreamMetrics } = await import('../dist/entry.mjs')
+  const { default: upstreamMetrics } = await import(new URL('entry.mjs', dist))
   await app.register(upstreamMetrics, { runtimeMetrics: setup === 'plugin+runtime', http: { semconvMetrics: setup === 'plugin+semconv' } })
 } else if (setup === 'plugin+otlp') {
   // bench/otlp.mjs: the plugin pushing to its receiver.
-  const { default: upstreamMetrics } = await import('../dist/entry.mjs')
+  const { default: upstreamMetrics } = await import(new URL('entry.mjs', dist))
   await app.register(upstreamMetrics, { runtimeMetrics: false, otlp: { endpoint: process.env.OTLP_ENDPOINT, intervalMs: Number(process.env.OTLP_INTERVAL_MS) } })
 } else if (setup === 'fastify-metrics') {
   const { default: fastifyMetrics } = await import('fastify-metrics')

@@ -5,6 +5,7 @@ import { accessCheck, credentials, type Credentials } from './access'
 import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
 import { AlreadyRegisteredError, NotRootError } from './errors'
+import { leavePluginName } from './fastify-internals'
 import { Faults } from './faults'
 import { instrumentDb } from './db/index'
 import { instrumentHttp, kScrapeRoute } from './http/index'
@@ -21,12 +22,15 @@ import { WorkerCollector } from './worker/collector'
 import { loadIoredis } from './worker/ioredis'
 
 export const DECORATOR = 'upstreamMetrics'
+const PLUGIN_NAME = 'upstream-metrics'
 
 async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
   // A child context's instance inherits from its parent's; the root's is a plain object.
   if (Object.getPrototypeOf(fastify) !== Object.prototype) throw new NotRootError()
   if (fastify.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
+  // Out of `fastify.pluginName`, which tracers such as @fastify/otel use to name the app's handlers.
+  leavePluginName(fastify, PLUGIN_NAME)
 
   const store = new Store(options.namespace, options.cardinalityLimit)
   const faults = new Faults(fastify.log)
@@ -155,4 +159,4 @@ async function startListener (
   return server
 }
 
-export default fp(upstreamMetrics, { fastify: '5.x', name: 'upstream-metrics' })
+export default fp(upstreamMetrics, { fastify: '5.x', name: PLUGIN_NAME })

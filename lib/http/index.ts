@@ -2,8 +2,9 @@ import type { FastifyInstance } from 'fastify'
 import type { Faults } from '../faults'
 import type { ResolvedOptions } from '../options'
 import type { Store } from '../store'
+import { untracedAddHook } from '../fastify-internals'
 import { HttpRecorder } from './recorder'
-import { wrapSend, wrapViews } from './reply-patches'
+import { wrapReplies, wrapViews } from './reply-patches'
 
 export { exceptionType } from './labels'
 export { kScrapeRoute } from './routes'
@@ -13,13 +14,14 @@ export { kScrapeRoute } from './routes'
  * `onRequest` (django's Before/After `process_request` and `process_view`), response
  * side in `onResponse`, exceptions in `onError`. A request whose `onRequest` never ran
  * (an earlier hook answered it) is recorded on both sides when it responds; a request
- * whose client left is recorded when its handler's reply is written (see `wrapSend`).
+ * whose client left is recorded when its handler's reply is written (see `wrapReplies`).
  */
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
   const recorder = new HttpRecorder(store, options, faults)
   fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
+  const addHook = untracedAddHook(fastify)
 
-  fastify.addHook('onRequest', function metricsOnRequest (request, reply, done) {
+  addHook('onRequest', function upstreamMetricsOnRequest (request, reply, done) {
     try {
       recorder.track(request)
     } catch (err) {
@@ -28,7 +30,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  fastify.addHook('onError', function metricsOnError (request, reply, error, done) {
+  addHook('onError', function upstreamMetricsOnError (request, reply, error, done) {
     try {
       recorder.recordError(request, reply, error)
     } catch (err) {
@@ -37,7 +39,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  fastify.addHook('onResponse', function metricsOnResponse (request, reply, done) {
+  addHook('onResponse', function upstreamMetricsOnResponse (request, reply, done) {
     try {
       recorder.recordResponse(request, reply)
     } catch (err) {
@@ -46,7 +48,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  wrapSend(fastify, (reply) => {
+  wrapReplies(fastify, (reply) => {
     try {
       recorder.recordResponse(reply.request, reply)
     } catch (err) {

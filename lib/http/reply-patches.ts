@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Faults } from '../faults'
+import { replyPrototype } from '../fastify-internals'
 import { templateName } from './labels'
 
-// The one module that reaches into Fastify's internals: its private reply prototypes,
-// `reply.send`, the raw response's `end`, and @fastify/view's `reply.view`.
+// The one module that patches replies: `reply.send` and `reply.hijack` on Fastify's private
+// reply prototypes, the raw response's `end`, and @fastify/view's `reply.view`.
 
 /** On a reply whose payload is a stream (set by the `send` wrapper). */
 const kStreamed = Symbol('upstream-metrics.streamed')
@@ -15,9 +16,10 @@ const kWrapper = Symbol('upstream-metrics.wrapper')
 
 type MarkedReply = FastifyReply & { [kStreamed]?: boolean, [kTemplate]?: string }
 type Send = (this: FastifyReply, payload?: unknown) => FastifyReply
+type Hijack = (this: FastifyReply) => FastifyReply
 type Wrapped<F> = F & { [kWrapper]?: true }
 
-/** Whether the handler replied with a stream (a streaming response for django). */
+/** Whether the handler replied with a stream or wrote the response itself (a streaming response for django). */
 export function isStreamed (reply: FastifyReply): boolean {
   return (reply as MarkedReply)[kStreamed] === true
 }
@@ -34,24 +36,15 @@ function isStreamPayload (payload: object): boolean {
     (typeof Response === 'function' && payload instanceof Response && payload.body !== null)
 }
 
-/** The reply prototype of this Fastify instance (its own, not the one every instance shares). */
-function replyPrototype (fastify: FastifyInstance): Record<string, unknown> | undefined {
-  const kReply = Object.getOwnPropertySymbols(fastify).find((s) => s.description === 'fastify.Reply')
-  const Reply = kReply === undefined ? undefined : (fastify as unknown as Record<symbol, unknown>)[kReply]
-  const proto = typeof Reply === 'function' ? (Reply as { prototype?: unknown }).prototype : undefined
-  return typeof proto === 'object' && proto !== null && typeof (proto as { send?: unknown }).send === 'function'
-    ? proto as Record<string, unknown>
-    : undefined
-}
-
 /**
  * `reply.send` is where a handler's reply reaches Fastify, whatever the handler's style: the
  * one place that sees a stream payload (piped with its Content-Length, a streaming response
  * for django) and a reply to a client that already left. Wrapped once, on this instance's
- * reply prototype; per reply it costs a type check and two property reads. `onAbandoned`
- * records the response of a reply whose client left: Fastify never runs `onResponse` for it.
+ * reply prototype; per reply it costs a type check and two property reads. `reply.hijack`,
+ * the other way a reply reaches the client, is wrapped too. `onAbandoned` records the
+ * response of a reply whose client left: Fastify never runs `onResponse` for it.
  */
-export function wrapSend (fastify: FastifyInstance, onAbandoned: (reply: FastifyReply) => void, faults: Faults): void {
+export function wrapReplies (fastify: FastifyInstance, onAbandoned: (reply: FastifyReply) => void, faults: Faults): void {
   const proto = replyPrototype(fastify)
   if (proto === undefined) {
     fastify.log.warn('upstream-metrics: this Fastify version hides its reply prototype; streamed replies with a Content-Length and replies to clients that left are not told apart')
@@ -114,6 +107,18 @@ export function wrapSend (fastify: FastifyInstance, onAbandoned: (reply: Fastify
   }
   metricsSend[kWrapper] = true
   Object.defineProperty(proto, 'send', { value: metricsSend, writable: true, configurable: true, enumerable: false })
+
+  // A hijacked reply (server-sent events, long polls) is written by the app: django's
+  // StreamingHttpResponse. Its `finish` runs `onResponse`; a client that leaves first does not.
+  const hijack = proto.hijack as Wrapped<Hijack> | undefined
+  if (typeof hijack !== 'function' || hijack[kWrapper] === true) return
+  const metricsHijack: Wrapped<Hijack> = function (this: MarkedReply): FastifyReply {
+    this[kStreamed] = true
+    watchClose(this)
+    return hijack.call(this)
+  }
+  metricsHijack[kWrapper] = true
+  Object.defineProperty(proto, 'hijack', { value: metricsHijack, writable: true, configurable: true, enumerable: false })
 }
 
 /**

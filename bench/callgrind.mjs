@@ -1,0 +1,68 @@
+// Instructions per request under valgrind's callgrind: load-independent, so usable on a busy
+// machine. node bench/callgrind.mjs [--runs=bare,empty-hooks,plugin,plugin@other/dist]
+// [--warmup=N] [--requests=N]. Each run is bench/server.mjs with that setup (and that build of
+// the plugin, `dist` unless given) under callgrind, uninstrumented until warm; then only the
+// main thread's instructions over the measured requests are counted. One connection, so every
+// request is one turn of the event loop. Repeat a setup in --runs to see the run-to-run spread.
+import { execFileSync, fork } from 'node:child_process'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+
+const here = fileURLToPath(new URL('.', import.meta.url))
+const args = process.argv.slice(2)
+const value = (name, fallback) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
+const runs = value('runs', 'bare,empty-hooks,plugin').split(',').map((run) => {
+  const [setup, dist = 'dist'] = run.split('@')
+  return { setup, dist: resolve(dist) }
+})
+const warmup = Number(value('warmup', 6000))
+const requests = Number(value('requests', 4000))
+
+const PATHS = [
+  { method: 'GET', path: '/' },
+  { method: 'GET', path: '/api/items/42' },
+  { method: 'POST', path: '/api/users/7/orders', body: '{"sku":"a-1","qty":2}', headers: { 'content-type': 'application/json' } }
+]
+
+const load = (port, amount) => new Promise((resolve, reject) => {
+  autocannon({ url: `http://127.0.0.1:${port}`, connections: 1, amount, requests: PATHS }, (err, result) => err ? reject(err) : resolve(result))
+})
+
+async function measure (setup, dist) {
+  const out = mkdtempSync(join(tmpdir(), 'callgrind-'))
+  const child = fork(join(here, 'server.mjs'), [setup], {
+    execPath: 'valgrind',
+    execArgv: ['--tool=callgrind', '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16'],
+    env: { ...process.env, BENCH_DIST: dist },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc']
+  })
+  const { port } = await new Promise((resolve) => child.once('message', resolve))
+  await load(port, warmup)
+  execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' })
+  await load(port, 300)
+  execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' })
+  const result = await load(port, requests)
+  execFileSync('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore' })
+  await new Promise((resolve) => { child.once('exit', resolve); child.send('exit') })
+  // The main thread's part of the dump taken after the measured requests: V8's compiler and GC
+  // helper threads run on their own schedule. (With --single-threaded they land on the main thread,
+  // and a major GC or a tier-up inside the window moved the same setup by up to ±4 % between runs.)
+  const dump = readdirSync(out).find((f) => /\.1-01$/.test(f))
+  const totals = readFileSync(join(out, dump), 'utf8').match(/^(?:summary|totals): (\d+)/m)
+  rmSync(out, { recursive: true, force: true })
+  const answered = result.requests.total
+  if (result.non2xx + result.errors > 0) throw new Error(`${setup}: ${result.non2xx + result.errors} failed requests`)
+  return Number(totals[1]) / answered
+}
+
+const rows = []
+for (const { setup, dist } of runs) {
+  const perRequest = await measure(setup, dist)
+  rows.push({ setup, dist, perRequest })
+  console.error(`${setup} (${dist}): ${(perRequest / 1000).toFixed(1)} k instructions / request`)
+}
+const bare = rows.find((r) => r.setup === 'bare')?.perRequest
+for (const r of rows) console.log(`${r.setup}\t${r.dist}\t${(r.perRequest / 1000).toFixed(1)}k\t${bare === undefined ? '' : (r.perRequest / bare).toFixed(3)}`)
