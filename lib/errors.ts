@@ -9,13 +9,7 @@ export const InvalidOptionError = createError<[string, string, string]>(
 
 export const AlreadyRegisteredError = createError(
   'UPSTREAM_METRICS_ALREADY_REGISTERED',
-  'upstream-metrics is already registered on this Fastify instance; register it once, at the root (it covers every route)',
-  500
-)
-
-export const NotRootError = createError(
-  'UPSTREAM_METRICS_NOT_ROOT',
-  'upstream-metrics was registered inside an encapsulated plugin, where it would measure only that plugin\'s routes; register it on the root Fastify instance, or wrap the enclosing plugin with fastify-plugin',
+  'upstream-metrics is already registered in this Fastify app; register it once: wherever it is registered, it measures every route of the app',
   500
 )
 

@@ -162,7 +162,12 @@ export const OTLP = spec({
 })
 
 /** Exposition order follows django-prometheus's registration order. */
-export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY, CELERY_EXPORTER, OTLP] as const
+/** The worker collector's own series (command and `worker` option); never namespaced. */
+export const WORKER = spec({
+  eventsLost: { name: 'upstream_metrics_worker_events_lost_total', type: 'counter', help: 'BullMQ events trimmed from a queue\'s event stream before the worker metrics read them (jobs that finished among them are not counted; current states are rebuilt).', labels: ['queue_name'] }
+})
+
+export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY, CELERY_EXPORTER, OTLP, WORKER] as const
 
 /** prometheus_client's default `Histogram` buckets, which celery-prometheus-exporter 1.1 uses. */
 export const CELERY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]

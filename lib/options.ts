@@ -1,6 +1,7 @@
 import type { ResolvedCacheOptions } from './cache'
 import { DJANGO_LATENCY_BUCKETS } from './names'
 import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
+import { PM2_DOC, pm2Cluster } from './pm2'
 import { describe, kind, show, showUrl } from './redact'
 import { RESERVED_LABELS } from './http/custom-labels'
 import type { DbConnectionInfo, DbModels, HttpLabelFunction, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
@@ -54,6 +55,12 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'exemplars', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+/**
+ * Fastify's own register options, and what fastify-cli's test helper adds (`skipOverride`): accepted and, as Fastify
+ * does for every fastify-plugin plugin, without effect (the plugin runs in the context it is registered in).
+ */
+const REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers', 'skipOverride']
+const FORWARDED_HINT = '; if @fastify/autoload passed your app\'s options along, register the plugin from a wrapper with its own options (docs/apps.md#fastify-cli-and-fastifyautoload)'
 const HTTP_KEYS = ['semconvMetrics', 'labels']
 const MAX_CUSTOM_LABELS = 5
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
@@ -201,7 +208,7 @@ function worker (value: unknown): ResolvedOptions['worker'] {
 export function resolveOptions (input: UpstreamMetricsOptions | undefined): ResolvedOptions {
   const options = (input ?? {}) as Record<string, unknown>
   if (!isPlainObject(options)) fail('options', 'must be an object', kind(options))
-  onlyKeys(options, '', KNOWN)
+  onlyKeys(options, '', KNOWN, REGISTER_KEYS, FORWARDED_HINT)
 
   const path = options.path ?? '/metrics'
   if (path !== false && (typeof path !== 'string' || !path.startsWith('/'))) fail('path', 'must be a path starting with "/" or false', show(path))
@@ -249,6 +256,9 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) fail('cluster.timeoutMs', 'must be a positive number of milliseconds', describe(timeoutMs))
     cluster = { timeoutMs }
   } else if (options.cluster !== undefined && options.cluster !== false) fail('cluster', 'must be true, false or { timeoutMs }', describe(options.cluster))
+  if (cluster !== undefined && pm2Cluster() !== undefined) {
+    fail('cluster', `cannot work in PM2 cluster mode, whose cluster primary is PM2's daemon (it cannot run setupClusterPrimary()); give each instance its own metrics port instead (${PM2_DOC})`, describe(options.cluster))
+  }
   const followed = worker(options.worker)
   // Every worker process would follow the same queues: summed, the celery histograms would count each job N times.
   if (cluster !== undefined && followed !== undefined) fail('worker', 'cannot be combined with cluster (run the upstream-metrics-worker command once instead)', 'both')

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accessCheck, credentials, type Credentials } from './access'
 import { startCacheMetrics } from './cache'
 import { ClusterWorker } from './cluster'
-import { AlreadyRegisteredError, NotRootError } from './errors'
+import { AlreadyRegisteredError } from './errors'
 import { leavePluginName } from './fastify-internals'
 import { Faults } from './faults'
 import { instrumentDb } from './db/index'
@@ -12,6 +12,7 @@ import { instrumentHttp, kScrapeRoute } from './http/index'
 import { resolveOptions } from './options'
 import { OTLP_EXPORTER, OTLP_EXPORTER_VERSION } from './otlp/options'
 import { requirePeer } from './peer'
+import { warnUnderPm2 } from './pm2'
 import { Telemetry } from './telemetry'
 import { startRuntimeMetrics } from './runtime'
 import { singleFlight } from './single-flight'
@@ -26,9 +27,9 @@ const PLUGIN_NAME = 'upstream-metrics'
 
 async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsOptions): Promise<void> {
   const options = resolveOptions(opts)
-  // A child context's instance inherits from its parent's; the root's is a plain object.
-  if (Object.getPrototypeOf(fastify) !== Object.prototype) throw new NotRootError()
-  if (fastify.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
+  const root = rootOf(fastify)
+  if (root.hasDecorator(DECORATOR)) throw new AlreadyRegisteredError()
+  warnUnderPm2(options.path, fastify.log)
   // Out of `fastify.pluginName`, which tracers such as @fastify/otel use to name the app's handlers.
   leavePluginName(fastify, PLUGIN_NAME)
 
@@ -54,8 +55,8 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
   }
   try {
     if (options.runtimeMetrics) stops.push(startRuntimeMetrics(telemetry.runtimeMeter))
-    instrumentHttp(fastify, store, options, faults)
-    stops.push(instrumentDb(fastify, store, options, faults, telemetry.meters))
+    instrumentHttp(root, store, options, faults)
+    stops.push(instrumentDb(root, store, options, faults, telemetry.meters))
     const cache = startCacheMetrics(store, options.cache, faults, options.cardinalityLimit, fastify.log)
     stops.push(() => cache.stop())
     const worker = options.worker === undefined
@@ -116,12 +117,26 @@ async function upstreamMetrics (fastify: FastifyInstance, opts: UpstreamMetricsO
       cache: cache.api,
       flush: async () => { await push?.reader.forceFlush().catch(() => {}) }
     }
-    fastify.decorate(DECORATOR, decoration)
+    root.decorate(DECORATOR, decoration)
   } catch (err) {
     await stopAll()
     throw err
   }
   fastify.addHook('onClose', stopAll)
+}
+
+/**
+ * The instance every context of the app inherits from: Fastify makes each encapsulated context with
+ * `Object.create(parent)`. A hook added to it reaches every route, declared before or after, in any plugin, and the
+ * 404 handlers (Fastify passes it on to the existing contexts and settles every route's hooks when the app is ready),
+ * so the plugin measures the whole app wherever it is registered: inside fastify-cli's `app.js`, an autoloaded folder.
+ */
+function rootOf (fastify: FastifyInstance): FastifyInstance {
+  let root = fastify
+  for (let parent: unknown = Object.getPrototypeOf(root); parent !== Object.prototype && parent !== null; parent = Object.getPrototypeOf(root)) {
+    root = parent as FastifyInstance
+  }
+  return root
 }
 
 /** A bare internal listener for the scrape, kept off the app's port (and its hooks). */

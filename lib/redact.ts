@@ -18,7 +18,10 @@ export function describe (value: unknown): string {
   return kind(value)
 }
 
-/** A URL with its password, query and fragment hidden: `redis://user:***@host:6379/0`; undefined when not a URL. */
+/**
+ * A URL with its credentials, query and fragment hidden: `redis://***:***@host:6379/0`; undefined when not a URL.
+ * The user part is hidden too: it often is the credential itself (`https://TOKEN@host`).
+ */
 export function redactUrl (value: string): string | undefined {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return undefined
   let url: URL
@@ -27,13 +30,13 @@ export function redactUrl (value: string): string | undefined {
   } catch {
     return undefined
   }
-  const credentials = url.username === '' && url.password === '' ? '' : `${url.username}${url.password === '' ? '' : ':***'}@`
+  const credentials = url.username === '' && url.password === '' ? '' : `${url.username === '' ? '' : '***'}${url.password === '' ? '' : ':***'}@`
   return `${url.protocol}//${credentials}${url.host}${url.pathname === '/' && !value.endsWith('/') ? '' : url.pathname}${url.search === '' ? '' : '?…'}${url.hash === '' ? '' : '#…'}`
 }
 
 /**
  * For options whose values are names, never secrets (a path, a label, a queue): the value itself,
- * quoted and cut at 100 characters, with a URL's password hidden should one be given by mistake.
+ * quoted and cut at 100 characters, with a URL's credentials hidden should one be given by mistake.
  */
 export function show (value: unknown): string {
   if (typeof value !== 'string') return describe(value)
@@ -41,7 +44,7 @@ export function show (value: unknown): string {
   return JSON.stringify(shown.length > 100 ? `${shown.slice(0, 100)}…` : shown)
 }
 
-/** For URL options (a broker): the URL without its password, or the kind of a value that is not one. */
+/** For URL options (a broker, an endpoint): the URL without its credentials, or the kind of a value that is not one. */
 export function showUrl (value: unknown): string {
   if (typeof value !== 'string') return kind(value)
   return redactUrl(value) ?? 'a string that is not a URL'

@@ -423,21 +423,6 @@ t.test('a body too large for the socket, cut by the client during the transfer, 
   t.equal(m.samples.get(key('django_http_responses_streaming_total')), 0)
 })
 
-t.test('registered inside an encapsulated context, it fails at register and says to register at the root', async (t) => {
-  const app = Fastify()
-  app.register(async (child) => {
-    await child.register(upstreamMetrics, { runtimeMetrics: false })
-    child.get('/inside', async () => 'x')
-  })
-  app.get('/outside', async () => 'y')
-  const err = await app.ready().then(() => undefined, (e: unknown) => e as Error & { code?: string })
-  t.ok(err, 'registration fails')
-  t.equal(err?.code, 'UPSTREAM_METRICS_NOT_ROOT')
-  t.match(err?.message, /root/)
-  t.match(err?.message, /fastify-plugin/)
-  await app.close()
-})
-
 t.test('registered through nested fastify-plugin wrappers, it is at the root and measures every route', async (t) => {
   const app = Fastify()
   const observability = fp(async (instance) => {

@@ -113,7 +113,7 @@ t.test('values that cannot be secrets are still shown, URLs without their passwo
   t.match((await failedRegister({ path: 'metrics' })).err?.message, /got "metrics"$/)
   t.match((await failedRegister({ namespace: 'a-b' })).err?.message, /got "a-b"$/)
   t.match((await failedRegister({ db: { migrations: { tool: 'flyway', count: () => ({ applied: 0, unapplied: 0 }) } } })).err?.message, /got "flyway"$/)
-  t.match((await failedRegister({ worker: { broker: `redis://user:${SECRET}@127.0.0.1/x` } })).err?.message, 'redis://user:***@127.0.0.1/x')
+  t.match((await failedRegister({ worker: { broker: `redis://user:${SECRET}@127.0.0.1/x` } })).err?.message, 'redis://***:***@127.0.0.1/x')
   t.match((await failedRegister({ auth: { check: SECRET } })).err?.message, /got a string$/)
 })
 

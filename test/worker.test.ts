@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import t from 'tap'
@@ -8,28 +8,12 @@ import { Store } from '../lib/store'
 import { Telemetry } from '../lib/telemetry'
 import { WorkerCollector } from '../lib/worker/collector'
 import {
-  BIN, REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, tasks, uniquePrefix, until
+  BIN, REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, parse, scrape, startExporter, startRedis, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
 
 const SECRET = 'patient-4711-never-in-labels'
-
-/** A private, empty redis-server, for what the shared one must not suffer (restarts, pauses). */
-async function startRedis (port: number): Promise<ChildProcess> {
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  await until(async () => {
-    const probe = new IORedis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    probe.on('error', () => {})
-    try {
-      await probe.connect()
-      return await probe.ping()
-    } finally {
-      probe.disconnect()
-    }
-  }, (pong) => pong === 'PONG', 'redis-server to answer')
-  return server
-}
 
 t.test('the command serves exact celery values for a known mix of BullMQ jobs, and stops cleanly on SIGTERM', async (t) => {
   const prefix = uniquePrefix('bin')

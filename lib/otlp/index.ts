@@ -17,6 +17,9 @@ import { showUrl } from '../redact'
 import type { ResolvedOtlp } from './options'
 import { OtlpStoreProducer } from './producer'
 
+/** The longest `close()` waits for the last export: a dead Collector must not hold up a container stop. */
+export const CLOSE_TIMEOUT_MS = 2_000
+
 /** At most one warning a minute while exports fail: a dead Collector must not flood the app's log. */
 const WARNING_INTERVAL_MS = 60_000
 
@@ -122,6 +125,14 @@ class GuardedExporter implements PushMetricExporter {
     this.counters.failure.value++
     this.counters.dropped.value += points
     this.failedInRow++
+    if (Number.isFinite(this.deadline)) {
+      // The app is closing: no export follows, whatever the rate of warnings so far.
+      this.log.warn(
+        { endpoint: this.target, error: describeError(error), failedExports: this.failedInRow, droppedPoints: points },
+        'upstream-metrics: the last OTLP export, sent as the app closed, failed; the counts since the last successful export are not delivered'
+      )
+      return
+    }
     if (this.warnings.admit() === false) return
     this.log.warn(
       { endpoint: this.target, error: describeError(error), failedExports: this.failedInRow, droppedPoints: points },
@@ -169,7 +180,7 @@ export interface OtlpPush {
   /** Joins the plugin's MeterProvider: it collects the SDK instruments and, through `producer`, the store. */
   readonly reader: PeriodicExportingMetricReader
   readonly producer: OtlpStoreProducer
-  /** Called as the app closes, before the provider shuts down: its last export gets `timeoutMs`, no more. */
+  /** Called as the app closes, before the provider shuts down: its last export gets `timeoutMs` or `CLOSE_TIMEOUT_MS`, the shorter. */
   closeWithin: () => void
 }
 
@@ -193,10 +204,11 @@ export function startOtlpPush (store: Store, options: ResolvedOtlp, namespace: s
   })
 
   const asDeclared = { namespaced: false }
-  const exports = store.counter(OTLP.exports, asDeclared)
+  // Not named `exports`: in the CommonJS output that would hide the module's own (CLOSE_TIMEOUT_MS below).
+  const exportsByResult = store.counter(OTLP.exports, asDeclared)
   const counters = {
-    success: exports.cell('success'),
-    failure: exports.cell('failure'),
+    success: exportsByResult.cell('success'),
+    failure: exportsByResult.cell('failure'),
     dropped: store.counter(OTLP.droppedPoints, asDeclared).cell()
   }
   const guarded = new GuardedExporter(exporter, pushResource(options), counters, log, target, agents)
@@ -213,5 +225,5 @@ export function startOtlpPush (store: Store, options: ResolvedOtlp, namespace: s
     log.warn({ namespace }, 'upstream-metrics: the OTLP → Prometheus translation collapses leading, trailing and repeated underscores, so pushed names will differ from the scraped ones under this namespace')
   }
   log.info({ endpoint: target, intervalMs: options.intervalMs }, 'upstream-metrics: pushing metrics over OTLP')
-  return { reader, producer, closeWithin: () => guarded.closeWithin(options.timeoutMs) }
+  return { reader, producer, closeWithin: () => guarded.closeWithin(Math.min(options.timeoutMs, CLOSE_TIMEOUT_MS)) }
 }

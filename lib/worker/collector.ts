@@ -1,16 +1,20 @@
 import type { Redis } from 'ioredis'
-import { CELERY, CELERY_BUCKETS } from '../names'
+import { CELERY, CELERY_BUCKETS, WORKER } from '../names'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import type { IORedisClass } from './ioredis'
 import { LogLimiter } from '../log-limit'
+import {
+  SNAPSHOT_FIELDS, STACKTRACE_FIELD, WORKER_FIELD, entryTime, hasListMarkers, isMarker, jobKey, jobRow, markStalledRequeues, metaKeyPattern, queueKeys,
+  queueOfMetaKey, schedulerOf, streamEvent, workerConnections, type JobEvent, type QueueKeys
+} from './bullmq-layout'
 import type { JobLabels, JobLifecycle } from './lifecycle'
 import { CeleryExporterFamilies } from './celery-exporter'
+import { CELERY_STATES, next, snapshotState, type CeleryState, type CurrentState, type FinishedState, type JobTimes } from './celery-states'
+import { StreamFollower, streamInfo, type FollowedStream, type StreamRead } from './stream-follower'
+import { TaskNames } from './task-names'
+import { safeError } from './safe-error'
 
-/** Celery's `ALL_STATES`, in the order celery-prometheus-exporter's README lists them. */
-export const CELERY_STATES = ['PENDING', 'RECEIVED', 'STARTED', 'SUCCESS', 'FAILURE', 'REVOKED', 'RETRY'] as const
-export type CeleryState = typeof CELERY_STATES[number]
-type FinishedState = 'SUCCESS' | 'FAILURE' | 'REVOKED'
-type CurrentState = Exclude<CeleryState, FinishedState>
+export { CELERY_STATES, type CeleryState } from './celery-states'
 
 /** The pino/Fastify logger signature, so the app's logger and the command's plain one both fit. */
 export interface WorkerLogger {
@@ -34,6 +38,8 @@ export interface WorkerCollectorOptions {
   blockMs?: number
   /** A scrape waits at most this long for queue lengths and workers, then serves the last values. */
   refreshTimeoutMs?: number
+  /** A command unanswered this long means a hung connection: it is replaced. */
+  commandTimeoutMs?: number
   /** Log each queue found by discovery. */
   verbose?: boolean
   /** Least time between two rebuilds of a queue's state when Redis' counts disagree with the tracked ones. */
@@ -42,24 +48,20 @@ export interface WorkerCollectorOptions {
   lifecycle?: JobLifecycle
 }
 
-interface Job {
-  name: string | undefined
-  state: CurrentState | undefined
-  /** When the job became runnable (ms since epoch), for the latency; NaN when unknown. */
-  since: number
-  /** When the current attempt started (ms), for the runtime; NaN when unknown. */
-  startedAt: number
+interface Job extends JobTimes {
+  /** The `name` label it is counted under (bounded); undefined when its name could not be read. */
+  label: string | undefined
   /** The worker holding it (BullMQ's `pb`, its Worker's `name`), read when it turns active. */
   hostname?: string | undefined
 }
 
 interface QueueState {
   readonly name: string
-  readonly key: string
-  readonly eventsKey: string
-  /** Last stream entry applied (or the stream's end at the snapshot the state was built from). */
-  lastId: string
+  readonly keys: QueueKeys
+  readonly stream: FollowedStream
   jobs: Map<string, Job>
+  /** Per job scheduler, its upcoming job. */
+  schedulers: Map<string, string>
   /** Tracked jobs in a current state (not finished). */
   current: number
   /** Ids in the queue's lists whose job hash is gone, as of the last snapshot. */
@@ -67,54 +69,36 @@ interface QueueState {
   needsSnapshot: boolean
   lastSnapshot: number
   lengthCell: Cell
+  /** BullMQ 4 queue: its wait and paused lists may end with a marker, not a job; undefined until its meta is read. */
+  listMarkers: boolean | undefined
 }
 
-/** Events that say something about one job; their job may need its name looked up. */
-const JOB_EVENTS = new Set(['added', 'waiting', 'delayed', 'waiting-children', 'active', 'completed', 'failed', 'removed', 'stalled'])
-/** `removed` from these was a job that had not finished: Celery's REVOKED. */
-const UNFINISHED_PREV = new Set(['wait', 'waiting', 'paused', 'prioritized', 'delayed', 'waiting-children', 'active'])
 const MAX_SCAN_ROUNDS = 10_000
-
-function entryTime (id: string): number {
-  return Number(id.slice(0, id.indexOf('-')))
-}
-
-/** Stream ids compare as (milliseconds, sequence). */
-export function compareIds (a: string, b: string): number {
-  const [am, as] = a.split('-').map(Number) as [number, number]
-  const [bm, bs] = b.split('-').map(Number) as [number, number]
-  return am !== bm ? am - bm : as - bs
-}
-
-function fields (list: string[]): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (let i = 0; i + 1 < list.length; i += 2) out[list[i]!] = list[i + 1]!
-  return out
-}
+const READ_COUNT = 1000
 
 /**
- * Follows BullMQ queues the way celery-prometheus-exporter follows Celery events: each
- * queue's event stream (`<prefix>:<queue>:events`, what BullMQ's QueueEvents reads) is read
- * with one blocking XREAD over all queues, from the last entry applied, so a reconnect resumes
- * where it stopped and nothing is counted twice. Jobs not finished are tracked by id (name and
- * state only, never data) from a snapshot of the queue's lists taken at start; queue lengths and
- * workers are read at scrape time.
+ * Follows BullMQ queues the way celery-prometheus-exporter follows Celery events: each queue's
+ * event stream is read from the last entry applied (stream-follower.ts), so a reconnect resumes
+ * where it stopped, nothing is counted twice, and events trimmed unread are counted as lost.
+ * BullMQ's events become Celery states in celery-states.ts; jobs not finished are tracked by id
+ * (name and state only, never data) from a snapshot of the queue's lists taken at start; queue
+ * lengths and workers are read at scrape time. BullMQ's layout is in bullmq-layout.ts.
  */
 export class WorkerCollector {
-  readonly command: Redis
-  readonly blocking: Redis
+  private command: Redis
+  private readonly blocking: Redis
   private readonly queues = new Map<string, QueueState>()
   private readonly discover: boolean
   private readonly discoverIntervalMs: number
   private readonly blockMs: number
   private readonly refreshTimeoutMs: number
   private readonly tasks: Record<CeleryState, Cell>
-  private readonly byName = new Map<string, Record<CeleryState, Cell>>()
-  private readonly tasksByName: Family
+  private readonly names: TaskNames
   private readonly workers: Cell
   private readonly latency: HistogramCell
-  private readonly runtime: Family<HistogramCell>
   private readonly queueLength: Family
+  private readonly eventsLost: Family
+  private readonly follower: StreamFollower
   private running = false
   private initialized = false
   private suspect = false
@@ -122,7 +106,6 @@ export class WorkerCollector {
   private loop: Promise<void> | undefined
   private refreshing: Promise<void> | undefined
   private wake: (() => void) | undefined
-  private blockingReadyAt = 0
   /** Redis' clock when following began, as a stream id: a queue found later is read from there. */
   private startId = '0-0'
   private readonly logLimiter = new LogLimiter(10_000)
@@ -138,28 +121,55 @@ export class WorkerCollector {
     // Not namespaced: dashboards query the Celery exporter's own names.
     const asDeclared = { namespaced: false }
     const tasks = store.gauge(CELERY.tasks, asDeclared)
-    this.tasksByName = store.gauge(CELERY.tasksByName, asDeclared)
+    this.names = new TaskNames(store.gauge(CELERY.tasksByName, asDeclared), store.histogram(CELERY.runtime, CELERY_BUCKETS, asDeclared))
     this.workers = store.gauge(CELERY.workers, asDeclared).cell()
     this.latency = store.histogram(CELERY.latency, CELERY_BUCKETS, asDeclared).cell()
-    this.runtime = store.histogram(CELERY.runtime, CELERY_BUCKETS, asDeclared)
     this.queueLength = store.gauge(CELERY.queueLength, asDeclared)
+    this.eventsLost = store.counter(WORKER.eventsLost, asDeclared)
     this.tasks = Object.fromEntries(CELERY_STATES.map((s) => [s, tasks.cell(s)])) as Record<CeleryState, Cell>
     this.lifecycle = options.lifecycle ?? new CeleryExporterFamilies(store)
 
+    this.command = this.commandConnection()
+    // The blocking reader waits through outages; ioredis re-sends its pending XREAD on reconnect.
+    this.blocking = this.watched(new options.IORedis(options.broker, { ...this.common(), maxRetriesPerRequest: null }))
+    this.follower = new StreamFollower(() => this.command, this.blocking, { blockMs: this.blockMs, count: READ_COUNT }, () => {
+      this.logOnce('stuck', 'warn', undefined, 'upstream-metrics-worker: a blocking read went unanswered; reconnecting')
+    })
+    if (!this.discover) for (const name of options.queues!) this.track(name)
+  }
+
+  private common (): Record<string, unknown> {
     // RESP2, as ioredis 5 speaks: ioredis 6 defaults to RESP3, where a raw XREAD answers a map
     // ([key, entries, …] flattened) instead of [[key, entries], …]. ioredis 5 ignores the option.
-    const common = { connectionName: `upstream-metrics-worker:${options.prefix}`, lazyConnect: true, protocol: 2 }
-    // Scrape-time reads fail fast while Redis is away (the scrape serves the last values).
-    this.command = new options.IORedis(options.broker, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
-    // The blocking reader waits through outages; ioredis re-sends its pending XREAD on reconnect.
-    this.blocking = new options.IORedis(options.broker, { ...common, maxRetriesPerRequest: null })
-    this.blocking.on('ready', () => { this.blockingReadyAt = Date.now() })
-    for (const client of [this.command, this.blocking]) {
-      // After close() a connection still being set up fails on its own: nothing to report (the listener stays, so the error is not unhandled).
-      client.on('error', (err: Error) => { if (this.running) this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying') })
-      client.on('close', () => { if (this.initialized && this.running) this.suspect = true })
-    }
-    if (!this.discover) for (const name of options.queues!) this.track(name)
+    return { connectionName: `upstream-metrics-worker:${this.options.prefix}`, lazyConnect: true, protocol: 2 }
+  }
+
+  /** Scrape-time reads fail fast while Redis is away (the scrape serves the last values); a hung one times out. */
+  private commandConnection (): Redis {
+    return this.watched(new this.options.IORedis(this.options.broker, {
+      ...this.common(), enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.options.commandTimeoutMs ?? 5000
+    }))
+  }
+
+  private watched (client: Redis): Redis {
+    // After close() a connection still being set up fails on its own: nothing to report (the listener stays, so the error is not unhandled).
+    client.on('error', (err: Error) => { if (this.running) this.logOnce('connection', 'warn', err, 'upstream-metrics-worker: Redis connection error; retrying') })
+    client.on('close', () => { if (this.initialized && this.running) this.suspect = true })
+    return client
+  }
+
+  /**
+   * A command that timed out went to a connection that stopped answering without closing (a
+   * half-open TCP connection): ioredis would wait on it for good, so it is replaced by a new one.
+   */
+  private replaceIfHung (err: unknown): void {
+    if (!/Command timed out/.test((err as Error)?.message ?? '') || !this.running) return
+    this.logOnce('hung', 'warn', undefined, 'upstream-metrics-worker: the Redis command connection stopped answering; replacing it')
+    const hung = this.command
+    this.command = this.commandConnection()
+    hung.disconnect()
+    this.command.connect().catch(() => {})
+    this.suspect = true
   }
 
   /** Starts following; returns at once. The metrics appear when Redis answers (logged as "Connected to broker"). */
@@ -171,12 +181,22 @@ export class WorkerCollector {
     this.loop = this.run()
   }
 
+  /** Resolves once both connections have ended: nothing is logged after. */
   async close (): Promise<void> {
     this.running = false
     this.wake?.()
-    this.blocking.disconnect()
-    this.command.disconnect()
+    const clients = [this.blocking, this.command]
+    // Only a connection with a socket has something to end (a reconnecting one has its timer
+    // cleared by disconnect and never emits 'end'). Not events.once: it rejects on an 'error'.
+    const ended = clients.map(async (c) => {
+      if (['connecting', 'connect', 'ready'].includes(c.status)) await new Promise((resolve) => c.once('end', resolve))
+    })
+    for (const c of clients) c.disconnect()
     await this.loop
+    // Bounded: a half-open connection may never see its end.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all(ended), new Promise((resolve) => { timer = setTimeout(resolve, 2000) })])
+    clearTimeout(timer)
   }
 
   /** Reads queue lengths and connected workers; bounded by `refreshTimeoutMs`, never throws. */
@@ -184,7 +204,10 @@ export class WorkerCollector {
     if (!this.initialized || this.command.status !== 'ready') return
     // Settles on its own: a scrape that stopped waiting must not leave a rejection unhandled.
     this.refreshing ??= this.readLengthsAndWorkers()
-      .catch((err: unknown) => this.logOnce('refresh', 'warn', err, 'upstream-metrics-worker: reading queue lengths and workers failed; serving the last values'))
+      .catch((err: unknown) => {
+        this.replaceIfHung(err)
+        this.logOnce('refresh', 'warn', err, 'upstream-metrics-worker: reading queue lengths and workers failed; serving the last values')
+      })
       .finally(() => { this.refreshing = undefined })
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.refreshTimeoutMs) })
@@ -197,32 +220,23 @@ export class WorkerCollector {
 
   private async readLengthsAndWorkers (): Promise<void> {
     const queues = [...this.queues.values()]
-    // One transaction: the counts and the stream's end are of the same instant.
+    // One transaction: the counts and the stream's state are of the same instant.
     const multi = this.command.multi()
     multi.client('LIST')
+    // Row of a queue: 6 counts, XINFO STREAM, then its meta's version until known, then (unless a BullMQ 5+ queue) the list tails.
+    const rowLength = (q: QueueState): number => q.listMarkers === undefined ? 10 : q.listMarkers ? 9 : 7
     for (const q of queues) {
-      multi.llen(`${q.key}:wait`).llen(`${q.key}:paused`).zcard(`${q.key}:prioritized`)
-        .llen(`${q.key}:active`).zcard(`${q.key}:delayed`).zcard(`${q.key}:waiting-children`)
-        .xrevrange(q.eventsKey, '+', '-', 'COUNT', 1)
+      const { keys } = q
+      multi.llen(keys.wait).llen(keys.paused).zcard(keys.prioritized).llen(keys.active).zcard(keys.delayed).zcard(keys.waitingChildren)
+        .call('XINFO', 'STREAM', keys.events)
+      if (q.listMarkers === undefined) multi.hget(keys.meta, 'version')
+      if (q.listMarkers !== false) multi.lindex(keys.wait, -1).lindex(keys.paused, -1)
     }
     const results = await multi.exec()
     if (results === null) return
-    for (const [err] of results) if (err !== null) throw err
-    const names = new Set<string>()
-    for (const q of queues) names.add(`${this.options.prefix}:${Buffer.from(q.name).toString('base64')}`)
-    let workers = 0
-    const hosts: Array<{ hostname: string | undefined, queue: string }> = []
-    // A BullMQ worker names its blocking connection `<prefix>:<base64 queue>`, plus `:w:<name>` when named.
-    for (const line of String(results[0]![1]).split('\n')) {
-      const match = / name=(\S*)/.exec(line)
-      if (match === null || match[1] === '') continue
-      const name = match[1]!
-      const w = name.indexOf(':w:')
-      if (!names.has(w === -1 ? name : name.slice(0, w))) continue
-      workers++
-      hosts.push({ hostname: w === -1 ? undefined : name.slice(w + 3), queue: Buffer.from(name.slice(this.options.prefix.length + 1, w === -1 ? undefined : w), 'base64').toString() })
-    }
-    this.workers.value = workers
+    for (const [err] of results.slice(0, 1)) if (err !== null) throw err
+    const hosts = workerConnections(String(results[0]![1]), this.options.prefix, queues.map((q) => q.name))
+    this.workers.value = hosts.length
     const active = this.activeByWorker()
     // A worker name seen twice on a queue gets its active jobs once.
     this.lifecycle.workers(hosts.map((h) => {
@@ -232,16 +246,37 @@ export class WorkerCollector {
       return { ...h, active: n }
     }))
     const now = Date.now()
-    queues.forEach((q, i) => {
-      const row = results.slice(1 + i * 7, 8 + i * 7).map(([, v]) => v)
-      const n = row.slice(0, 6).map(Number)
+    let stale = false
+    let at = 1
+    for (const q of queues) {
+      const row = results.slice(at, at + rowLength(q))
+      at += row.length
+      row.forEach(([err], i) => { if (err !== null && i !== 6) throw err })
+      const n = row.slice(0, 6).map(([, v]) => Number(v))
+      if (q.listMarkers === undefined) {
+        const version = row[7]![1] as string | null
+        // Read again until the queue has written its meta.
+        if (version !== null) q.listMarkers = hasListMarkers(version)
+      }
+      const markers = q.listMarkers === true ? row.slice(-2).filter(([, v]) => typeof v === 'string' && isMarker(v)).length : 0
+      n[0] = n[0]! - markers
       q.lengthCell.value = n[0]! + n[1]! + n[2]!
-      // Jobs can leave without an event (drain, obliterate, a flushed key). When every event up to
-      // this instant has been applied, the tracked count must match; if not, rebuild.
-      const end = (row[6] as Array<[string, string[]]>)[0]?.[0] ?? '0-0'
+      const [infoErr, rawInfo] = row[6]!
+      const info = infoErr === null ? streamInfo(rawInfo) : undefined
+      if (info === undefined) {
+        // Deleted (obliterate) with nothing after it to wake the reader: checked now.
+        if (q.stream.lastId !== '0-0' || q.current > 0) { this.follower.check(q.stream); stale = true }
+        continue
+      }
+      // Jobs can leave without an event (drain, a flushed key). When every event up to this
+      // instant has been applied, the tracked count must match; if not, rebuild.
       const unfinished = n.reduce((a, b) => a + b, 0)
-      if (end === q.lastId && unfinished !== q.current + q.untracked && now - q.lastSnapshot >= (this.options.rebuildIntervalMs ?? 10_000)) q.needsSnapshot = true
-    })
+      if (info.lastGeneratedId === q.stream.lastId && unfinished !== q.current + q.untracked && now - q.lastSnapshot >= (this.options.rebuildIntervalMs ?? 10_000)) {
+        q.needsSnapshot = true
+        stale = true
+      }
+    }
+    if (stale) this.wake?.()
   }
 
   /** Started jobs by queue and worker name (`queue\0name`, '' for an unnamed worker). */
@@ -260,9 +295,22 @@ export class WorkerCollector {
   private track (name: string): QueueState {
     let q = this.queues.get(name)
     if (q === undefined) {
-      const key = `${this.options.prefix}:${name}`
-      q = { name, key, eventsKey: `${key}:events`, lastId: '0-0', jobs: new Map(), current: 0, untracked: 0, needsSnapshot: false, lastSnapshot: 0, lengthCell: this.queueLength.cell(name) }
+      q = {
+        name,
+        keys: queueKeys(this.options.prefix, name),
+        stream: { key: queueKeys(this.options.prefix, name).events, lastId: '0-0', position: undefined, lastIsEntry: false },
+        jobs: new Map(),
+        schedulers: new Map(),
+        current: 0,
+        untracked: 0,
+        needsSnapshot: false,
+        lastSnapshot: 0,
+        lengthCell: this.queueLength.cell(name),
+        listMarkers: undefined
+      }
       this.queues.set(name, q)
+      // At 0 from the start, so that increase() sees the first loss.
+      this.eventsLost.cell(name)
     }
     return q
   }
@@ -281,7 +329,8 @@ export class WorkerCollector {
         } else if (this.suspect) {
           await this.ready()
           this.suspect = false
-          for (const q of this.queues.values()) await this.checkContinuity(q)
+          // Whatever happened while away is seen by the next read's continuity check.
+          for (const q of this.queues.values()) this.follower.check(q.stream)
           this.options.log.info({ queues: [...this.queues.keys()] }, 'upstream-metrics-worker: Connected to broker')
         } else if (this.discover && Date.now() - this.lastDiscovery >= this.discoverIntervalMs) {
           await this.discoverQueues()
@@ -294,6 +343,7 @@ export class WorkerCollector {
         await this.readEvents()
       } catch (err) {
         if (!this.running) break
+        this.replaceIfHung(err)
         this.logOnce('loop', 'warn', err, 'upstream-metrics-worker: following the queues failed; retrying')
         await this.sleep(1000)
       }
@@ -303,13 +353,14 @@ export class WorkerCollector {
   private async ready (): Promise<void> {
     if (this.command.status === 'ready') return
     await new Promise<void>((resolve) => {
+      const command = this.command
       const done = (): void => {
-        this.command.off('ready', done)
+        command.off('ready', done)
         this.wake = undefined
         resolve()
       }
       this.wake = done
-      this.command.on('ready', done)
+      command.on('ready', done)
     })
     if (!this.running) throw new Error('closed')
   }
@@ -329,81 +380,55 @@ export class WorkerCollector {
   private async discoverQueues (): Promise<void> {
     this.lastDiscovery = Date.now()
     const prefix = this.options.prefix
-    const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}:*:meta`
     let cursor = '0'
     for (let round = 0; round < MAX_SCAN_ROUNDS; round++) {
-      const [next, keys] = await this.command.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      const [nextCursor, keys] = await this.command.scan(cursor, 'MATCH', metaKeyPattern(prefix), 'COUNT', 1000)
       for (const key of keys) {
-        const name = key.slice(prefix.length + 1, -':meta'.length)
-        // BullMQ refuses ':' in queue names; such keys are someone else's.
-        if (name === '' || name.includes(':') || this.queues.has(name)) continue
+        const name = queueOfMetaKey(prefix, key)
+        if (name === undefined || this.queues.has(name)) continue
         const q = this.track(name)
         if (this.options.verbose === true) this.options.log.info({ queue: name }, 'upstream-metrics-worker: following a new queue')
         if (this.initialized) {
           // Created after the start (or not seen until now): its jobs since the start are counted.
-          q.lastId = this.startId
+          q.stream.lastId = this.startId
           await this.snapshot(q, false)
+          this.follower.check(q.stream)
         }
       }
-      cursor = next
+      cursor = nextCursor
       if (cursor === '0') break
     }
   }
 
   /**
-   * After a reconnect: resumes if the stream still holds our position. A stream that was
-   * recreated (Redis restarted empty) is read from its start; one trimmed past our position, or
-   * rewound (restored from an older dump), loses what we did not read: the state is rebuilt.
-   */
-  private async checkContinuity (q: QueueState): Promise<void> {
-    if (q.lastId === '0-0') return
-    let info: Record<string, unknown> | undefined
-    try {
-      const raw = await this.command.call('XINFO', 'STREAM', q.eventsKey) as unknown[]
-      info = {}
-      for (let i = 0; i + 1 < raw.length; i += 2) info[String(raw[i])] = raw[i + 1]
-    } catch (err) {
-      if (!/no such key/i.test((err as Error).message)) throw err
-    }
-    const first = (info?.['first-entry'] as [string, string[]] | null | undefined)?.[0]
-    const last = String(info?.['last-generated-id'] ?? '0-0')
-    const deleted = info?.['max-deleted-entry-id']
-    if (first !== undefined && compareIds(first, q.lastId) <= 0 && compareIds(last, q.lastId) >= 0) return
-    if (info === undefined || (deleted === '0-0' && compareIds(last, q.lastId) > 0)) {
-      this.options.log.warn({ queue: q.name }, 'upstream-metrics-worker: the event stream was recreated (Redis restarted empty?); reading it from its start')
-      q.lastId = '0-0'
-      await this.snapshot(q, false)
-      return
-    }
-    this.options.log.warn({ queue: q.name }, 'upstream-metrics-worker: events were lost while disconnected (stream trimmed or restored); rebuilding the current states')
-    await this.snapshot(q, true)
-  }
-
-  /**
-   * Current states from the queue's lists, read in one transaction with the stream's last entry.
-   * With `jumpToEnd` reading resumes after that entry; without, from the last entry applied, and
-   * the events in between are replayed onto the snapshot: states are set, not added, so a replayed
-   * transition is harmless, and a job that finished in between is counted once, by its event.
+   * Current states from the queue's lists, read in one transaction with the stream's state.
+   * With `jumpToEnd` reading resumes after the stream's last entry; without, from the last entry
+   * applied, and the events in between are replayed onto the snapshot: states are set, not added,
+   * so a replayed transition is harmless, and a job that finished in between is counted once, by its event.
    */
   private async snapshot (q: QueueState, jumpToEnd: boolean): Promise<void> {
-    // One transaction: the lists are exactly the state after the stream's last entry.
+    const { keys } = q
     const lists = await this.command.multi()
-      .xrevrange(q.eventsKey, '+', '-', 'COUNT', 1)
-      .lrange(`${q.key}:wait`, 0, -1)
-      .lrange(`${q.key}:paused`, 0, -1)
-      .zrange(`${q.key}:prioritized`, 0, -1)
-      .zrange(`${q.key}:waiting-children`, 0, -1)
-      .zrange(`${q.key}:delayed`, 0, -1)
-      .lrange(`${q.key}:active`, 0, -1)
+      .call('XINFO', 'STREAM', keys.events)
+      .lrange(keys.wait, 0, -1)
+      .lrange(keys.paused, 0, -1)
+      .zrange(keys.prioritized, 0, -1)
+      .zrange(keys.waitingChildren, 0, -1)
+      .zrange(keys.delayed, 0, -1)
+      .lrange(keys.active, 0, -1)
+      .hget(keys.meta, 'version')
       .exec()
     if (lists === null) throw new Error('snapshot transaction discarded')
-    const last = lists.shift()![1] as Array<[string, string[]]>
-    const lastId = last.length === 0 ? '0-0' : last[0]![0]
+    const [infoErr, rawInfo] = lists.shift()!
+    const info = infoErr === null ? streamInfo(rawInfo) : undefined
+    const [versionErr, version] = lists.pop()!
+    if (versionErr !== null) throw versionErr
+    if (version !== null) q.listMarkers = hasListMarkers(version as string)
     const ids: Array<[string, 'waiting' | 'delayed' | 'active' | 'children']> = []
     lists.forEach(([err, value], i) => {
       if (err !== null) throw err
       const kind = i < 3 ? 'waiting' : i === 3 ? 'children' : i === 4 ? 'delayed' : 'active'
-      for (const id of value as string[]) ids.push([id, kind])
+      for (const id of value as string[]) if (!isMarker(id)) ids.push([id, kind])
     })
     const jobs = new Map<string, Job>()
     let untracked = 0
@@ -411,31 +436,18 @@ export class WorkerCollector {
     for (let start = 0; start < ids.length; start += BATCH) {
       const pipeline = this.command.pipeline()
       const batch = ids.slice(start, start + BATCH)
-      for (const [id] of batch) pipeline.hmget(`${q.key}:${id}`, 'name', 'timestamp', 'delay', 'processedOn', 'atm', 'pb')
+      for (const [id] of batch) pipeline.hmget(jobKey(keys, id), ...SNAPSHOT_FIELDS)
       const rows = await pipeline.exec()
       if (rows === null) throw new Error('snapshot pipeline discarded')
       batch.forEach(([id, kind], i) => {
-        const [err, row] = rows[i]!
+        const [err, values] = rows[i]!
         if (err !== null) throw err
-        const [name, timestamp, delay, processedOn, atm, pb] = row as Array<string | null>
-        if (name === null) {
+        const row = jobRow(values as Array<string | null>)
+        if (row === undefined) {
           untracked++
           return
         }
-        const retried = Number(atm ?? 0) > 0
-        const added = Number(timestamp)
-        const job: Job = { name, state: undefined, since: NaN, startedAt: NaN, hostname: pb ?? undefined }
-        if (kind === 'active') {
-          job.state = 'STARTED'
-          job.startedAt = Number(processedOn ?? NaN)
-        } else if (kind === 'delayed') {
-          job.state = retried ? 'RETRY' : 'RECEIVED'
-          job.since = added + Number(delay ?? 0)
-        } else {
-          job.state = retried ? 'RETRY' : 'PENDING'
-          job.since = kind === 'children' ? NaN : added
-        }
-        jobs.set(id, job)
+        jobs.set(id, { label: this.names.label(row.name), hostname: row.worker, ...snapshotState(kind, row) })
       })
     }
     for (const job of q.jobs.values()) this.setState(q, job, undefined)
@@ -445,181 +457,150 @@ export class WorkerCollector {
       this.setState(q, job, state)
     }
     q.jobs = jobs
+    q.schedulers.clear()
+    for (const id of jobs.keys()) {
+      const scheduler = schedulerOf(id)
+      if (scheduler !== undefined) q.schedulers.set(scheduler, id)
+    }
     q.untracked = untracked
     q.lastSnapshot = Date.now()
-    if (jumpToEnd) q.lastId = lastId
+    if (jumpToEnd) {
+      q.stream.lastId = info?.lastGeneratedId ?? '0-0'
+      q.stream.position = info === undefined ? 0 : info.entriesAdded
+      q.stream.lastIsEntry = info !== undefined && info.length > 0
+    }
   }
 
   private async readEvents (): Promise<void> {
-    if (this.blocking.status === 'end') {
-      this.blocking.connect().catch(() => {})
-    }
     const queues = [...this.queues.values()]
     if (queues.length === 0) {
       await this.sleep(Math.min(this.blockMs, this.discoverIntervalMs))
       return
     }
-    const read = this.blocking.call(
-      'XREAD', 'COUNT', '1000', 'BLOCK', String(this.blockMs), 'STREAMS',
-      ...queues.map((q) => q.eventsKey), ...queues.map((q) => q.lastId)
-    ) as Promise<Array<[string, Array<[string, string[]]>]> | null>
-    read.catch(() => {})
-    const reply = await this.watch(read)
+    const reads = await this.follower.read(queues.map((q) => q.stream), () => this.running)
     // After a reconnect the state is checked before anything read is applied.
-    if (reply === null || this.suspect || !this.running) return
-    const byKey = new Map(queues.map((q) => [q.eventsKey, q]))
-    for (const [key, entries] of reply) {
-      const q = byKey.get(key)
-      if (q !== undefined) await this.apply(q, entries)
+    if (this.suspect || !this.running) return
+    const byStream = new Map(queues.map((q) => [q.stream, q]))
+    for (const read of reads) {
+      const q = byStream.get(read.stream)
+      if (q !== undefined) await this.applyRead(q, read)
     }
   }
 
-  /**
-   * ioredis re-sends a blocking read interrupted by a reconnect; BullMQ found such a read can
-   * stay unanswered for good (its issue #4479). Past its BLOCK time on a connection that has been
-   * up all along, the connection is reset, which fails the read and lets the loop issue a new one.
-   */
-  private async watch<T> (read: Promise<T>): Promise<T | null> {
-    const margin = 2000
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), this.blockMs + margin) })
-      try {
-        const result = await Promise.race([read, late])
-        if (result !== 'late') return result
-      } finally {
-        clearTimeout(timer)
+  private async applyRead (q: QueueState, read: StreamRead): Promise<void> {
+    switch (read.kind) {
+      case 'entries':
+        await this.apply(q, read.entries)
+        break
+      case 'gap': {
+        this.eventsLost.cell(q.name).value += read.lost ?? 1
+        const how = read.lost === undefined ? 'an unknown number of events (Redis before 7.0 does not count them)' : `${read.lost} events`
+        this.logOnce(`lost:${q.name}`, 'warn', undefined,
+          `upstream-metrics-worker: ${how} of queue "${q.name}" were trimmed from its event stream before they were read (BullMQ keeps streams.events.maxLen of them: a burst longer than that while this process was paused, slow or disconnected); the transitions of their jobs are not counted (upstream_metrics_worker_events_lost_total); rebuilding the current states`)
+        await this.snapshot(q, true)
+        break
       }
-      if (!this.running) return null
-      if (this.blocking.status === 'ready' && Date.now() - this.blockingReadyAt > this.blockMs + margin) {
-        this.logOnce('stuck', 'warn', undefined, 'upstream-metrics-worker: a blocking read went unanswered; reconnecting')
-        // A plain disconnect fails the pending read (a reconnecting one would re-send it again);
-        // the loop connects it again once it has ended.
-        this.blocking.disconnect()
-        return null
-      }
+      case 'recreated':
+        this.logOnce(`recreated:${q.name}`, 'warn', undefined, `upstream-metrics-worker: the event stream was recreated or deleted (queue "${q.name}" obliterated, or Redis restarted empty); reading it from its start`)
+        q.stream.lastId = '0-0'
+        q.stream.position = 0
+        q.stream.lastIsEntry = false
+        await this.snapshot(q, false)
+        this.follower.check(q.stream)
+        break
     }
   }
 
   private async apply (q: QueueState, entries: Array<[string, string[]]>): Promise<void> {
-    const parsed = entries.map(([id, list]) => [id, fields(list)] as const)
-    // Names of jobs first seen here (added before the exporter looked), fetched before applying anything.
+    const parsed = entries.map(([id, list]) => [id, streamEvent(list)] as const)
+    const events = parsed.map(([, e]) => e.kind === 'job' ? e.event : undefined)
+    markStalledRequeues(events)
+    // Read before applying anything: names of jobs first seen here (added before the exporter
+    // looked), and for the celery-exporter families the worker on `active`, the stacks on `failed`.
     const unknown = new Set<string>()
-    for (const [, f] of parsed) {
-      if (f.jobId !== undefined && f.event !== 'added' && JOB_EVENTS.has(f.event ?? '') && !q.jobs.has(f.jobId)) unknown.add(f.jobId)
-    }
+    const detailed: Array<[string, JobEvent]> = []
+    parsed.forEach(([id], i) => {
+      const e = events[i]
+      if (e === undefined) return
+      if (e.type !== 'added' && !q.jobs.has(e.jobId)) unknown.add(e.jobId)
+      if (e.type === 'active' || e.type === 'failed') detailed.push([id, e])
+    })
     const names = new Map<string, string | null>()
-    // The celery-exporter families' hostname (the worker's name) and exception (the error's class, atop its stack).
-    const detailed = parsed.filter(([, f]) => f.jobId !== undefined && (f.event === 'active' || f.event === 'failed'))
     const details = new Map<string, string | null>()
     if (unknown.size > 0 || detailed.length > 0) {
       const pipeline = this.command.pipeline()
-      for (const id of unknown) pipeline.hget(`${q.key}:${id}`, 'name')
-      for (const [, f] of detailed) pipeline.hget(`${q.key}:${f.jobId!}`, f.event === 'active' ? 'pb' : 'stacktrace')
+      for (const id of unknown) pipeline.hget(jobKey(q.keys, id), 'name')
+      for (const [, e] of detailed) pipeline.hget(jobKey(q.keys, e.jobId), e.type === 'active' ? WORKER_FIELD : STACKTRACE_FIELD)
       const rows = await pipeline.exec()
       if (rows === null) throw new Error('name pipeline discarded')
       for (const [err] of rows) if (err !== null) throw err;
       [...unknown].forEach((id, i) => names.set(id, rows[i]![1] as string | null))
       detailed.forEach(([id], i) => details.set(id, rows[unknown.size + i]![1] as string | null))
     }
-    for (const [i, [id, f]] of parsed.entries()) {
-      q.lastId = id
-      // A stalled job is put back to wait (`waiting` from `active`) then `stalled`: BullMQ's requeue, not a failed attempt.
-      if (f.event === 'waiting' && f.prev === 'active' && parsed[i + 1]?.[1].event === 'stalled' && parsed[i + 1]?.[1].jobId === f.jobId) f.prev = 'stalled'
-      // `clean` removes jobs without an event per job.
-      if (f.event === 'cleaned') q.needsSnapshot = true
-      const jobId = f.jobId
-      if (jobId === undefined || !JOB_EVENTS.has(f.event ?? '')) continue
-      let job = q.jobs.get(jobId)
+    parsed.forEach(([id, e], i) => {
+      q.stream.lastId = id
+      q.stream.lastIsEntry = true
+      if (q.stream.position !== undefined) q.stream.position++
+      if (e.kind === 'cleaned') q.needsSnapshot = true
+      const event = events[i]
+      if (event === undefined) return
+      let job = q.jobs.get(event.jobId)
       if (job === undefined) {
-        job = { name: f.event === 'added' ? f.name : (names.get(jobId) ?? undefined), state: undefined, since: NaN, startedAt: NaN }
-        q.jobs.set(jobId, job)
+        const name = event.type === 'added' ? event.name : names.get(event.jobId)
+        job = { label: name === undefined || name === null ? undefined : this.names.label(name), state: undefined, since: NaN, startedAt: NaN }
+        q.jobs.set(event.jobId, job)
       }
-      this.transition(q, jobId, job, f, entryTime(id), details.get(id) ?? undefined)
-    }
+      this.transition(q, job, event, entryTime(id), details.get(id) ?? undefined)
+    })
   }
 
-  /** `detail`: the worker's name on `active`, the stored stack trace on `failed`. */
-  private transition (q: QueueState, jobId: string, job: Job, f: Record<string, string>, t: number, detail: string | undefined): void {
-    const labels: JobLabels = { name: job.name, queue: q.name, hostname: f.event === 'active' ? detail : job.hostname }
-    switch (f.event) {
-      case 'added':
-        if (job.name === undefined && f.name !== undefined) job.name = f.name
-        if (job.name !== undefined) this.nameCells(job.name)
-        this.lifecycle.sent({ ...labels, name: job.name })
+  /** `detail`: the worker's name on `active`, the stored stacks on `failed`. */
+  private transition (q: QueueState, job: Job, event: JobEvent, t: number, detail: string | undefined): void {
+    const { jobId } = event
+    if (event.type === 'added') {
+      if (job.label === undefined && event.name !== undefined) job.label = this.names.label(event.name)
+      this.replaceScheduled(q, jobId)
+    }
+    if (event.type === 'active') job.hostname = detail
+    const labels: JobLabels = { name: job.label, queue: q.name, hostname: job.hostname }
+    if (event.type === 'added') this.lifecycle.sent(labels)
+    if (event.type === 'stalled') this.lifecycle.rejected(labels)
+    const outcome = next(job, event, t)
+    switch (outcome.kind) {
+      case 'current':
+        if (outcome.latency !== undefined) observe(this.latency, CELERY_BUCKETS, outcome.latency)
+        if (event.type === 'active') this.lifecycle.started(labels, outcome.latency)
+        if (outcome.retried) this.lifecycle.retried(labels)
+        job.since = outcome.job.since
+        job.startedAt = outcome.job.startedAt
+        this.setState(q, job, outcome.job.state)
         break
-      case 'stalled':
-        this.lifecycle.rejected(labels)
+      case 'finished':
+        if (outcome.runtime !== undefined && job.label !== undefined) observe(this.names.runtimeCell(job.label), CELERY_BUCKETS, outcome.runtime)
+        if (outcome.state === 'SUCCESS') this.lifecycle.succeeded(labels, outcome.runtime)
+        else if (outcome.state === 'FAILURE') this.lifecycle.failed(labels, detail)
+        else this.lifecycle.revoked(labels)
+        this.finish(q, jobId, job, outcome.state)
         break
-      case 'waiting':
-        // `stalled`: set by apply() for a stall's requeue, RETRY here but rejected, not retried, for celery-exporter.
-        if (f.prev === 'active' || f.prev === 'stalled') {
-          if (f.prev === 'active') this.lifecycle.retried(labels)
-          this.setState(q, job, 'RETRY')
-        } else if (f.prev === 'delayed') {
-          if (job.state !== 'RETRY') {
-            if (Number.isNaN(job.since)) job.since = t
-            this.setState(q, job, 'PENDING')
-          }
-        } else {
-          job.since = t
-          this.setState(q, job, 'PENDING')
-        }
-        break
-      case 'delayed':
-        if (job.state === 'STARTED' || job.state === 'RETRY') {
-          if (job.state === 'STARTED') this.lifecycle.retried(labels)
-          this.setState(q, job, 'RETRY')
-        } else {
-          job.since = Number(f.delay)
-          this.setState(q, job, 'RECEIVED')
-        }
-        break
-      case 'waiting-children':
-        job.since = NaN
-        this.setState(q, job, 'PENDING')
-        break
-      case 'active':
-        job.hostname = detail
-        // As celery-prometheus-exporter: no latency for a retry.
-        if ((job.state === 'PENDING' || job.state === 'RECEIVED') && Number.isFinite(job.since)) {
-          observe(this.latency, CELERY_BUCKETS, Math.max(0, t - job.since) / 1000)
-          this.lifecycle.started(labels, Math.max(0, t - job.since) / 1000)
-        } else this.lifecycle.started(labels, undefined)
-        job.startedAt = t
-        this.setState(q, job, 'STARTED')
-        break
-      case 'completed':
-        if (job.name !== undefined && Number.isFinite(job.startedAt)) {
-          observe(this.runtime.cell(job.name), CELERY_BUCKETS, Math.max(0, t - job.startedAt) / 1000)
-        }
-        this.lifecycle.succeeded(labels, Number.isFinite(job.startedAt) ? Math.max(0, t - job.startedAt) / 1000 : undefined)
-        this.finish(q, jobId, job, 'SUCCESS')
-        break
-      case 'failed':
-        this.lifecycle.failed(labels, detail)
-        this.finish(q, jobId, job, 'FAILURE')
-        break
-      case 'removed':
-        if (UNFINISHED_PREV.has(f.prev ?? '')) {
-          this.lifecycle.revoked(labels)
-          this.finish(q, jobId, job, 'REVOKED')
-        } else {
-          this.setState(q, job, undefined)
-          q.jobs.delete(jobId)
-        }
+      case 'forgotten':
+        this.setState(q, job, undefined)
+        q.jobs.delete(jobId)
         break
     }
   }
 
-  private nameCells (name: string): Record<CeleryState, Cell> {
-    let cells = this.byName.get(name)
-    if (cells === undefined) {
-      // As the Celery exporter's setup: every state of a known task name is exposed, at 0 until used.
-      cells = Object.fromEntries(CELERY_STATES.map((s) => [s, this.tasksByName.cell(s, name)])) as Record<CeleryState, Cell>
-      this.byName.set(name, cells)
+  /** A scheduler's new job replaces its upcoming one if that had not started (upsertJobScheduler removes it without an event). */
+  private replaceScheduled (q: QueueState, jobId: string): void {
+    const scheduler = schedulerOf(jobId)
+    if (scheduler === undefined) return
+    const previous = q.schedulers.get(scheduler)
+    q.schedulers.set(scheduler, jobId)
+    if (previous === undefined || previous === jobId) return
+    const job = q.jobs.get(previous)
+    if (job?.state === 'PENDING' || job?.state === 'RECEIVED') {
+      this.setState(q, job, undefined)
+      q.jobs.delete(previous)
     }
-    return cells
   }
 
   private setState (q: QueueState, job: Job, state: CurrentState | undefined): void {
@@ -627,27 +608,27 @@ export class WorkerCollector {
     if (job.state !== undefined) {
       q.current--
       this.tasks[job.state].value--
-      if (job.name !== undefined) this.nameCells(job.name)[job.state].value--
+      if (job.label !== undefined) this.names.states(job.label)[job.state].value--
     }
     job.state = state
     if (state !== undefined) {
       q.current++
       this.tasks[state].value++
-      if (job.name !== undefined) this.nameCells(job.name)[state].value++
+      if (job.label !== undefined) this.names.states(job.label)[state].value++
     }
   }
 
   private finish (q: QueueState, jobId: string, job: Job, state: FinishedState): void {
     this.setState(q, job, undefined)
     this.tasks[state].value++
-    if (job.name !== undefined) this.nameCells(job.name)[state].value++
+    if (job.label !== undefined) this.names.states(job.label)[state].value++
     q.jobs.delete(jobId)
   }
 
   private logOnce (kind: string, level: 'warn' | 'error', err: unknown, msg: string): void {
     if (this.logLimiter.admit(kind) === false) return
     try {
-      this.options.log[level]({ err }, msg)
+      this.options.log[level](err === undefined ? {} : { err: safeError(err, this.options.broker) }, msg)
     } catch {}
   }
 }
