@@ -17,7 +17,7 @@ export { kScrapeRoute } from './routes'
  * whose client left is recorded when its handler's reply is written (see `wrapReplies`).
  */
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
-  const recorder = new HttpRecorder(store, options)
+  const recorder = new HttpRecorder(store, options, faults)
   fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
   const addHook = untracedAddHook(fastify)
 
