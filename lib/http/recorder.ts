@@ -75,7 +75,7 @@ export class HttpRecorder {
     this.semconv = options.http.semconvMetrics
       ? store.histogram(HTTP_SEMCONV.requestDuration, SEMCONV_HTTP_DURATION_BUCKETS, { namespaced: false })
       : undefined
-    this.routes = new Routes(options.countScrape, options.excludePaths)
+    this.routes = new Routes(options.countScrape, options.excludePaths, (err) => faults.report(err))
     this.latencyBounds = options.latencyBuckets
     this.exemplars = options.exemplars
     this.requestsBefore = f.requestsBefore.cell()
