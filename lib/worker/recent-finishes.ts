@@ -5,6 +5,12 @@
  */
 export class RecentFinishes {
   private readonly ids = new Map<string, number>()
+  /**
+   * The same finishes in the order they came, consumed from `head`: a Map iterated from its start
+   * after many deletions walks over their holes (V8 compacts it only when it rehashes).
+   */
+  private order: Array<[string, number]> = []
+  private head = 0
   /** Newest event time forgotten for the count bound: jobs finished up to then may no longer be here. */
   private floor = -Infinity
 
@@ -15,12 +21,21 @@ export class RecentFinishes {
   ) {}
 
   add (jobId: string, t: number): void {
-    this.ids.delete(jobId)
     this.ids.set(jobId, t)
-    for (const [id, at] of this.ids) {
-      if (at >= t - this.windowMs && this.ids.size <= this.cap) break
+    this.order.push([jobId, t])
+    while (this.head < this.order.length) {
+      const [id, at] = this.order[this.head]!
+      const full = this.ids.size > this.cap
+      if (at >= t - this.windowMs && !full) break
+      this.head++
+      // A job finished again later (retried by hand) stays for its later finish.
+      if (this.ids.get(id) !== at) continue
       this.ids.delete(id)
-      if (this.ids.size >= this.cap) this.floor = Math.max(this.floor, at)
+      if (full) this.floor = Math.max(this.floor, at)
+    }
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head)
+      this.head = 0
     }
   }
 
