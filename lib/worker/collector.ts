@@ -581,7 +581,7 @@ export class WorkerCollector {
         this.logOnce(`lost:${q.name}`, 'warn', undefined,
           `upstream-metrics-worker: ${how} of queue "${q.name}" were trimmed from its event stream before they were read (BullMQ keeps streams.events.maxLen of them: a burst longer than that while this process was paused, slow or disconnected; upstream_metrics_worker_events_lost_total); ` +
           `recovered ${found} finished jobs (${recovered.succeeded} succeeded, ${recovered.failed} failed) from BullMQ's completed and failed sets${unrecovered === '' ? '' : ` (${unrecovered})`}; ` +
-          'jobs removed as they finished inside the gap (removeOnComplete/removeOnFail, or past their keep count) cannot be recovered and are not counted, nor the sends of jobs still unfinished; current states rebuilt')
+          'jobs removed as they finished inside the gap (removeOnComplete/removeOnFail, or past their keep count) cannot be recovered and are not counted, nor the retries and stalls in the gap and the sends of jobs still unfinished; current states rebuilt')
         break
       }
       case 'recreated':
