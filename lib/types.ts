@@ -15,7 +15,8 @@ export interface UpstreamMetricsOptions {
   path?: string | false | undefined
   /**
    * Prefix for every django metric, as django-prometheus's `PROMETHEUS_METRIC_NAMESPACE`
-   * (`project` gives `project_django_http_...`). Runtime `process_*` series are never prefixed.
+   * (`project` gives `project_django_http_...`). The runtime `process_*` / `nodejs_*` series and the
+   * `celery_*` series are never prefixed.
    * @default ''
    */
   namespace?: string | undefined
@@ -46,13 +47,13 @@ export interface UpstreamMetricsOptions {
    * otherwise; `false` always answers text 0.0.4. Prometheus stores the same series from both.
    * @default true
    */
-  openMetrics?: boolean
+  openMetrics?: boolean | undefined
   /**
    * A `<name>_created` series (the series' start time, in seconds) for every counter and histogram,
    * as prometheus_client writes them (`PROMETHEUS_DISABLE_CREATED_SERIES` turns them off there).
    * @default true
    */
-  createdSeries?: boolean
+  createdSeries?: boolean | undefined
   /**
    * Most series one metric may hold; further label sets go to one series labelled
    * `otel_metric_overflow="true"`.
@@ -66,10 +67,10 @@ export interface UpstreamMetricsOptions {
    * OpenMetrics format; without tracing nothing is recorded. See docs/tracing.md.
    * @default true
    */
-  exemplars?: boolean
+  exemplars?: boolean | undefined
   /**
-   * HTTP metrics beyond django-prometheus's.
-   * @default { semconvMetrics: false }
+   * HTTP metrics beyond django-prometheus's: custom labels, OpenTelemetry's HTTP histogram.
+   * @default { semconvMetrics: false, labels: {} }
    */
   http?: HttpOptions | undefined
   /**
@@ -86,14 +87,15 @@ export interface UpstreamMetricsOptions {
    */
   auth?: MetricsAuthOptions | undefined
   /**
-   * Serve the metrics on a separate listener (e.g. `{ host: '127.0.0.1', port: 9464 }`)
-   * instead of a route on the app. Combine with `path: false` to keep them off the public port.
+   * Also serve `GET /metrics` on a separate listener (`host` defaults to `'127.0.0.1'`), beside the
+   * route on the app. Combine with `path: false` to keep them off the public port.
    * @default undefined
    */
   listener?: { host?: string | undefined, port: number } | undefined
   /**
    * Under Node's `cluster` module, answer each scrape with the totals of every worker.
-   * The primary process must call `setupClusterPrimary()`.
+   * The primary process must call `setupClusterPrimary()`. `true` is `{ timeoutMs: 5000 }`: how long
+   * a scrape waits for the primary's totals before it answers 500.
    * @default false
    */
   cluster?: boolean | { timeoutMs?: number | undefined } | undefined
@@ -177,7 +179,7 @@ export interface HttpOptions {
    * series. Never a value that identifies a person (see docs/metrics.md#custom-labels).
    * @default {}
    */
-  labels?: Record<string, HttpLabelFunction>
+  labels?: Record<string, HttpLabelFunction> | undefined
   /**
    * Also record OpenTelemetry's stable `http.server.request.duration` histogram (exposed as
    * `http_server_request_duration_seconds`) from the same hooks, with its attributes
