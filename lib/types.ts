@@ -149,8 +149,9 @@ export interface OtlpOptions {
    */
   intervalMs?: number | undefined
   /**
-   * Most time one export (retries included) and the last export at `close()` may take.
-   * @default $OTEL_METRIC_EXPORT_TIMEOUT, else $OTEL_EXPORTER_OTLP_TIMEOUT, else 10000 (at most intervalMs)
+   * Most time one export may take, retries included; the last export, at `close()`, takes at most 2 s
+   * or this, whichever is shorter.
+   * @default $OTEL_METRIC_EXPORT_TIMEOUT, else $OTEL_EXPORTER_OTLP_METRICS_TIMEOUT, else $OTEL_EXPORTER_OTLP_TIMEOUT, else 10000 (at most intervalMs)
    */
   timeoutMs?: number | undefined
   /**
