@@ -339,7 +339,7 @@ export interface UpstreamMetrics {
   readonly meter: Meter
   /** Serves the scrape; mount it yourself when `path` is `false`. */
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-  /** The current exposition text. */
+  /** The current exposition, in text 0.0.4 (what `/metrics` answers a scraper that does not ask for OpenMetrics). */
   metrics(): Promise<string>
   /** Where the internal listener (option `listener`) is bound, once registered. */
   readonly listenerAddress: { host: string, port: number } | undefined
