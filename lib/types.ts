@@ -251,25 +251,28 @@ export interface MigrationsOptions {
   /**
    * Runs the read of the migration table: a `pg` Pool or Client (anything with
    * `query(text)` resolving to `{ rows }`). Needed unless `count` is given.
+   * @default undefined
    */
   client?: { query: (text: string) => Promise<{ rows: unknown[] }> } | undefined
   /**
    * The tool whose table is read; unset, the first of node-pg-migrate (`pgmigrations`),
    * knex (`knex_migrations`), Prisma (`_prisma_migrations`), drizzle
    * (`drizzle.__drizzle_migrations`) whose table exists.
+   * @default undefined (detected)
    */
   tool?: MigrationTool | undefined
-  /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. */
+  /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. @default the tool's table */
   table?: string | undefined
   /**
    * Directory of migration files, to count the unapplied ones. Default per tool:
    * `migrations`, `migrations`, `prisma/migrations`, `drizzle` (relative to the working
    * directory). When it does not exist, unapplied is not exposed.
+   * @default the tool's directory
    */
   dir?: string | undefined
   /** The `connection` label. @default the `alias` option when it is a string, else 'default' */
   connection?: string | undefined
-  /** Your own count instead of reading a table. */
+  /** Your own count instead of reading a table. @default undefined */
   count?: (() => MigrationCounts | Promise<MigrationCounts>) | undefined
 }
 
@@ -314,19 +317,19 @@ export interface WorkerMetricsOptions {
 }
 
 export interface MetricsAuthOptions {
-  /** Accept `Authorization: Bearer <token>`. */
+  /** Accept `Authorization: Bearer <token>`. @default undefined */
   bearerToken?: string | undefined
-  /** Accept HTTP basic authentication with these credentials. */
+  /** Accept HTTP basic authentication with these credentials. @default undefined */
   basic?: { username: string, password: string } | undefined
-  /** Custom check (IP allow-list, another auth plugin); runs when no credential option matched. */
+  /** Custom check (IP allow-list, another auth plugin); runs when no credential option matched. @default undefined */
   check?: ((request: FastifyRequest) => boolean | Promise<boolean>) | undefined
 }
 
 /** Per-route settings, in the route's `config.metrics`. */
 export interface RouteMetricsConfig {
-  /** The `view` label for this route, instead of its URL template (django's URL name). */
+  /** The `view` label for this route, instead of its URL template (django's URL name). @default the route's URL template, with its prefix */
   view?: string | undefined
-  /** Do not measure this route. */
+  /** Do not measure this route. @default false */
   exclude?: boolean | undefined
 }
 
