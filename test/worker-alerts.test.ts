@@ -26,7 +26,7 @@ t.test('the worker rules are valid and their promtool unit tests pass', async (t
 t.test('each alert has a severity, summary, description and for:, and a firing and a quiet case', async (t) => {
   const rules = (parse(readFileSync(RULES, 'utf8')) as { groups: Array<{ rules: Array<Record<string, any>> }> }).groups.flatMap((g) => g.rules)
   const tests = (parse(readFileSync(TESTS, 'utf8')) as { tests: Array<{ alert_rule_test: Array<{ alertname: string, exp_alerts: unknown[] }> }> }).tests.flatMap((x) => x.alert_rule_test)
-  t.equal(rules.length, 2)
+  t.equal(rules.length, 3)
   for (const rule of rules) {
     t.match(rule.labels?.severity, /^(warning|critical)$/, `${rule.alert} severity`)
     t.type(rule.annotations?.summary, 'string', `${rule.alert} summary`)
