@@ -204,8 +204,8 @@ async function cpuBench () {
       '|---|---|---|---|---|---|---|---|',
       ...rows,
       ...(tracing
-        ? ['', `Exemplars' own cost with the app's tracing on (exemplars on over \`exemplars: false\`, same window): ${spread(exemplarRuns, 3)}. ` +
-            `µs per request the plugin adds to its base: by default without tracing ${spread(addedRuns.plugin ?? [NaN], 2)}; ` +
+        ? ['', `Exemplars' own cost with the app's tracing on (exemplars on over \`exemplars: false\`, ${config.paired ? 'same window' : 'same round'}): ${spread(exemplarRuns, 3)}. ` +
+            'µs per request the plugin adds to its base: ' + (addedRuns.plugin?.length ? `by default without tracing ${spread(addedRuns.plugin, 2)}; ` : '') +
             `with \`exemplars: false\` under tracing ${spread(addedRuns['plugin+tracing-noexemplars'], 2)}; with exemplars on under tracing ${spread(addedRuns['plugin+tracing'], 2)}.`]
         : [])
     ].join('\n')
