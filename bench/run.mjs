@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,formats,rss,pg,otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b]
+// npm run bench [-- --quick] [--no-build] [--only=cpu,scrape,formats,rss,pg,otlp] [--rate=N] [--rounds=N] [--unpaired] [--setups=a,b] [--help]
 // Writes bench/RESULTS.md. Figures are ratios within one run: the machine may be shared.
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -14,6 +14,19 @@ const value = (name, fallback) => {
   const found = args.find((a) => a.startsWith(`--${name}=`))
   return found === undefined ? fallback : found.slice(name.length + 3)
 }
+if (flag('help')) {
+  console.log(`npm run bench [-- options]: writes bench/RESULTS.md and the results in docs/performance.md (see that page).
+  --quick          fewer rounds, shorter windows, 200,000 requests in the memory check (~4 min instead of ~10)
+  --no-build       use the current dist/
+  --only=LIST      sections among cpu,scrape,formats,rss,pg,otlp (default: all)
+  --rate=N         req/s per server in the CPU section (default 5000; 3000 quick)
+  --rounds=N       CPU rounds (default 7; 3 quick)
+  --unpaired       one server at a time instead of side by side with its base
+  --setups=LIST    CPU setups besides bare (default plugin,fastify-metrics,plugin+runtime,plugin+semconv,plugin+tracing);
+                   also plugin-noexemplars, empty-hooks, req-hook, res-hook, load:<module>
+  --rss-requests=N requests in the memory check (default 1,000,000; 200,000 quick)`)
+  process.exit(0)
+}
 const quick = flag('quick')
 const only = new Set(value('only', 'cpu,scrape,formats,rss,pg,otlp').split(','))
 const config = {
@@ -26,17 +39,29 @@ const config = {
   rssRequests: Number(value('rss-requests', quick ? 200_000 : 1_000_000)),
   rssWarmup: quick ? 50_000 : 100_000
 }
-const SETUPS = [...new Set(['bare', ...value('setups', 'plugin,fastify-metrics,plugin+runtime,plugin+semconv').split(',')])]
+const SETUPS = [...new Set(['bare', ...value('setups', 'plugin,fastify-metrics,plugin+runtime,plugin+semconv,plugin+tracing').split(',')])]
+const TRACING = "the app's own tracing (AsyncLocalStorage context, every request sampled, a span per request active around the handler, spans dropped)"
 const LABELS = {
   bare: 'bare Fastify',
-  plugin: 'upstream-metrics, all HTTP metrics (runtimeMetrics: false)',
+  plugin: 'upstream-metrics, all HTTP metrics (runtimeMetrics: false; exemplars on, no active span)',
+  'plugin-noexemplars': 'upstream-metrics, all HTTP metrics, exemplars: false',
   'fastify-metrics': 'fastify-metrics 14 (anchor; default route metrics, no default metrics)',
   'plugin+runtime': 'upstream-metrics, all HTTP metrics + runtime metrics',
   'plugin+semconv': 'upstream-metrics, all HTTP metrics + http.server.request.duration (http.semconvMetrics)',
+  'bare+tracing': 'bare Fastify + the app\'s tracing',
+  'plugin+tracing': 'upstream-metrics, all HTTP metrics, exemplars on + the app\'s tracing',
+  'plugin+tracing-noexemplars': 'upstream-metrics, all HTTP metrics, exemplars: false + the app\'s tracing',
   'empty-hooks': 'bare Fastify + three empty hooks (onRequest, onResponse, onError)',
   'req-hook': 'bare Fastify + one empty onRequest hook',
   'res-hook': 'bare Fastify + one empty onResponse hook'
 }
+/**
+ * The servers a setup runs beside, the first being the base its ratio is to. The tracing setups run as three at
+ * once, all with the same tracing: their ratio to the base is the plugin's cost under tracing, and exemplars on
+ * over off in the same window is the exemplars' own cost.
+ */
+const WINDOWS = { 'plugin+tracing': ['bare+tracing', 'plugin+tracing', 'plugin+tracing-noexemplars'] }
+const windowOf = (setup) => WINDOWS[setup] ?? ['bare', setup]
 
 if (!flag('no-build')) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' })
 
@@ -99,56 +124,90 @@ async function cpuWindow (setups) {
 }
 
 async function cpuBench () {
-  const runs = Object.fromEntries(SETUPS.map((s) => [s, []]))
-  /** Per setup, its CPU per request divided by bare Fastify's measured in the same round or pair. */
-  const ratioRuns = Object.fromEntries(SETUPS.map((s) => [s, []]))
-  const others = SETUPS.filter((s) => s !== 'bare')
+  const windows = SETUPS.filter((s) => s !== 'bare').map(windowOf)
+  const members = [...new Set(['bare', ...windows.flat()])]
+  const baseOf = Object.fromEntries(windows.flatMap((w) => w.map((s) => [s, w[0]])))
+  const runs = Object.fromEntries(members.map((s) => [s, []]))
+  /** Per setup, its CPU per request divided by its base's measured in the same window (paired) or round. */
+  const ratioRuns = Object.fromEntries(members.map((s) => [s, []]))
+  /** Per setup, the µs per request it adds to its base in the same window or round. */
+  const addedRuns = Object.fromEntries(members.map((s) => [s, []]))
+  /** Exemplars on over off, both under tracing, in the same window or round. */
+  const exemplarRuns = []
+  const compare = (inWindow) => {
+    for (const [setup, r] of Object.entries(inWindow)) {
+      const base = inWindow[baseOf[setup]]
+      if (base === undefined || setup === baseOf[setup]) continue
+      ratioRuns[setup].push(r.cpuPerRequest / base.cpuPerRequest)
+      addedRuns[setup].push(r.cpuPerRequest - base.cpuPerRequest)
+    }
+    const on = inWindow['plugin+tracing']
+    const off = inWindow['plugin+tracing-noexemplars']
+    if (on !== undefined && off !== undefined) exemplarRuns.push(on.cpuPerRequest / off.cpuPerRequest)
+  }
   for (let round = 0; round < config.rounds; round++) {
     // Interleaved, and the order rotates each round so no setup always runs first.
-    const order = others.map((_, i) => others[(i + round) % others.length])
+    const order = windows.map((_, i) => windows[(i + round) % windows.length])
     if (config.paired) {
-      // Each setup runs at the same time as a bare Fastify: drifting load from other work hits both.
-      for (const setup of order) {
-        const [bare, r] = await cpuWindow(['bare', setup])
-        runs.bare.push(bare)
-        runs[setup].push(r)
-        ratioRuns[setup].push(r.cpuPerRequest / bare.cpuPerRequest)
-        ratioRuns.bare.push(1)
-        log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req vs bare ${bare.cpuPerRequest.toFixed(1)}, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
+      // Each setup runs at the same time as its base: drifting load from other work hits both.
+      for (const window of order) {
+        const results = await cpuWindow(window)
+        const inWindow = Object.fromEntries(window.map((setup, i) => [setup, results[i]]))
+        for (const [setup, r] of Object.entries(inWindow)) runs[setup].push(r)
+        compare(inWindow)
+        log(`cpu round ${round + 1}/${config.rounds} ${window.slice(1).map((s) => `${s}: ${inWindow[s].cpuPerRequest.toFixed(1)} µs/req, ${inWindow[s].rps.toFixed(0)} req/s, p99 ${inWindow[s].p99} ms`).join('; ')} ` +
+          `vs ${window[0]} ${inWindow[window[0]].cpuPerRequest.toFixed(1)}`)
       }
     } else {
       const inRound = {}
-      for (const setup of round % 2 === 0 ? ['bare', ...order] : [...order, 'bare']) {
+      const alone = [...new Set(order.flat())].filter((s) => s !== 'bare')
+      for (const setup of round % 2 === 0 ? ['bare', ...alone] : [...alone, 'bare']) {
         const [r] = await cpuWindow([setup])
         runs[setup].push(r)
         inRound[setup] = r
         log(`cpu round ${round + 1}/${config.rounds} ${setup}: ${r.cpuPerRequest.toFixed(1)} µs/req, ${r.rps.toFixed(0)} req/s, p99 ${r.p99} ms`)
       }
-      for (const setup of SETUPS) ratioRuns[setup].push(inRound[setup].cpuPerRequest / inRound.bare.cpuPerRequest)
+      compare(inRound)
     }
   }
-  const ratios = (setup) => ratioRuns[setup]
-  const rows = SETUPS.map((setup) => {
+  const rows = members.map((setup) => {
     const rs = runs[setup]
     const cpu = rs.map((r) => r.cpuPerRequest)
-    return `| ${LABELS[setup] ?? (setup.startsWith('load:') ? `bare Fastify + \`${setup.slice(5)}\` loaded, unused` : setup)} | ${spread(cpu)} | ${spread(ratios(setup), 2)} | ${spread(rs.map((r) => r.rps), 0)} | ${spread(rs.map((r) => r.p99), 0)} | ${spread(rs.map((r) => r.rssMb), 0)} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
+    const base = baseOf[setup] ?? 'bare'
+    const vs = setup === base ? '1.00' : spread(ratioRuns[setup], 2)
+    return `| ${LABELS[setup] ?? (setup.startsWith('load:') ? `bare Fastify + \`${setup.slice(5)}\` loaded, unused` : setup)} | ${spread(cpu)} | ${vs} | ${setup === base ? '—' : LABELS[base]} | ${spread(rs.map((r) => r.rps), 0)} | ${spread(rs.map((r) => r.p99), 0)} | ${spread(rs.map((r) => r.rssMb), 0)} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
   })
-  const ratio = (setup) => runs[setup] === undefined ? NaN : median(ratios(setup))
+  const ratio = (setup) => ratioRuns[setup]?.length ? median(ratioRuns[setup]) : NaN
+  const added = (setup) => addedRuns[setup]?.length ? median(addedRuns[setup]) : NaN
+  const tracing = members.includes('plugin+tracing')
   return {
     ratios: { plugin: ratio('plugin'), fastifyMetrics: ratio('fastify-metrics'), runtime: ratio('plugin+runtime') },
+    exemplars: tracing
+      ? { onOverOff: median(exemplarRuns), offAdded: added('plugin+tracing-noexemplars'), pluginAdded: added('plugin'), bare: median(runs.bare.map((r) => r.cpuPerRequest)) }
+      : undefined,
     markdown: [
       `Fixed rate ${config.rate} req/s (autocannon, 16 connections, GET /, GET /api/items/42, POST /api/users/7/orders in turn), ` +
       `${config.warmupSeconds} s warm-up then ${config.measureSeconds} s measured, ${config.rounds} interleaved rounds, ` +
       `server ${taskset ? `pinned to core ${serverCore} with taskset` : 'not pinned (no taskset)'}. ` +
       (config.paired
-        ? 'Paired: each setup\'s server runs at the same time as a bare Fastify server (same core, same rate, same window), so load from other work hits both. '
+        ? 'Paired: each setup\'s server runs at the same time as its base (same core, same rate, same window), so load from other work hits both. '
         : '') +
       'CPU is the server process\'s own `process.cpuUsage()` over the measured window divided by the requests it served. ' +
-      `"vs bare" is the median (min–max) of the ratios to bare Fastify measured ${config.paired ? 'in the same window' : 'in the same round'}. Median (min–max).`,
+      `"vs base" is the median (min–max) of the ratios to the base named in the next column, measured ${config.paired ? 'in the same window' : 'in the same round'}. ` +
+      (tracing
+        ? `The "+ the app's tracing" setups run ${TRACING}; their base is bare Fastify with the same tracing, so their ratio is the plugin's own cost in a traced app. ` +
+          'Those three run side by side in one window. '
+        : '') +
+      'Median (min–max).',
       '',
-      '| setup | server CPU µs / request | vs bare | req/s | p99 latency ms | RSS MB | errors |',
-      '|---|---|---|---|---|---|---|',
-      ...rows
+      '| setup | server CPU µs / request | vs base | base | req/s | p99 latency ms | RSS MB | errors |',
+      '|---|---|---|---|---|---|---|---|',
+      ...rows,
+      ...(tracing
+        ? ['', `Exemplars' own cost with the app's tracing on (exemplars on over \`exemplars: false\`, ${config.paired ? 'same window' : 'same round'}): ${spread(exemplarRuns, 3)}. ` +
+            'µs per request the plugin adds to its base: ' + (addedRuns.plugin?.length ? `by default without tracing ${spread(addedRuns.plugin, 2)}; ` : '') +
+            `with \`exemplars: false\` under tracing ${spread(addedRuns['plugin+tracing-noexemplars'], 2)}; with exemplars on under tracing ${spread(addedRuns['plugin+tracing'], 2)}.`]
+        : [])
     ].join('\n')
   }
 }
@@ -255,6 +314,7 @@ function formatsBench () {
   const kib = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`
   const pct = (a, b) => `${((a / b - 1) * 100).toFixed(1)} %`
   return {
+    scrapeCpuMs: r.scrapeCpuMs,
     markdown: [
       `1,000 route templates, 10 GET requests each, runtimeMetrics and countScrape false; a fresh process. CPU time (user + system, median of ${config.scrapeIterations}, ` +
       'text and OpenMetrics scrapes alternated) of a whole `/metrics` answer through `app.inject()`, and of `zlib.gzipSync` of the text at each level.',
@@ -293,15 +353,30 @@ const status = (ok) => ok ? 'met' : '**not met**'
 const targets = []
 if (sections.pg) targets.push(`| PostgreSQL: CPU per query ≤ 1.15× plain pg (worst median of the four workloads) | ${sections.pg.worst.toFixed(2)}× | ${status(sections.pg.worst <= 1.15)} |`)
 if (sections.cpu && SETUPS.includes('plugin')) {
-  const { plugin, fastifyMetrics } = sections.cpu.ratios
-  targets.push(`| all django HTTP metrics ≤ 1.10× bare CPU / request | ${plugin.toFixed(2)}× | ${status(plugin <= 1.10)} |`)
-  targets.push(`| below fastify-metrics in the same run | ${plugin.toFixed(2)}× vs ${fastifyMetrics.toFixed(2)}× | ${status(plugin < fastifyMetrics)} |`)
+  const { plugin, fastifyMetrics, runtime } = sections.cpu.ratios
+  targets.push(`| all django HTTP metrics ≤ 1.06× bare CPU / request (median of paired rounds) | ${plugin.toFixed(2)}× | ${status(plugin <= 1.06)} |`)
+  if (!Number.isNaN(runtime)) targets.push(`| … with runtime metrics on ≤ 1.07× bare | ${runtime.toFixed(2)}× | ${status(runtime <= 1.07)} |`)
+  if (!Number.isNaN(fastifyMetrics)) targets.push(`| below fastify-metrics in the same run | ${plugin.toFixed(2)}× vs ${fastifyMetrics.toFixed(2)}× | ${status(plugin < fastifyMetrics)} |`)
+}
+if (sections.cpu?.exemplars) {
+  // Within noise: the paired rounds of one run spread by about ±5 % of bare Fastify's CPU per request.
+  const { offAdded, pluginAdded, bare, onOverOff } = sections.cpu.exemplars
+  const noise = 0.05 * bare
+  if (!Number.isNaN(pluginAdded)) {
+    targets.push('| exemplars off = today\'s: µs / request the plugin adds with `exemplars: false` (under tracing) vs by default (no span), within ±5 % of bare\'s CPU | ' +
+      `${offAdded.toFixed(2)} vs ${pluginAdded.toFixed(2)} µs (±${noise.toFixed(2)}) | ${status(Math.abs(offAdded - pluginAdded) <= noise)} |`)
+  }
+  targets.push(`| exemplars on, app tracing every request: cost over \`exemplars: false\` (reported, no target) | ${onOverOff.toFixed(3)}× | — |`)
 }
 if (sections.scrape) {
   const { scrape1000, promClient1000, growth, growth2000 } = sections.scrape
   targets.push(`| scrape of 1,000 route templates ≤ 50 ms median | ${scrape1000.toFixed(1)} ms | ${status(scrape1000 <= 50)} |`)
   targets.push(`| … and below prom-client | ${scrape1000.toFixed(1)} ms vs ${promClient1000.toFixed(1)} ms | ${status(scrape1000 < promClient1000)} |`)
   targets.push(`| scrape cost linear in series (per-sample cost at 1,000 vs 250 routes ≤ 1.25) | ${growth.toFixed(2)} (2,000 routes: ${growth2000.toFixed(2)}) | ${status(growth <= 1.25)} |`)
+}
+if (sections.formats) {
+  const { text, openMetrics } = sections.formats.scrapeCpuMs
+  targets.push(`| scrape of 1,000 route templates ≤ 50 ms in both formats, \`_created\` on (CPU of a whole answer: text 0.0.4 / OpenMetrics) | ${text.toFixed(1)} / ${openMetrics.toFixed(1)} ms | ${status(text <= 50 && openMetrics <= 50)} |`)
 }
 if (sections.rss) {
   const { worst, worstOld } = sections.rss
@@ -313,7 +388,8 @@ const cpuModel = cpus()[0]?.model ?? 'unknown'
 const md = [
   '# Benchmark results',
   '',
-  `Generated by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC: ` +
+  `Generated by \`npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC ` +
+  `(took ${((Date.now() - started) / 60000).toFixed(1)} min): ` +
   `${cores} CPUs (${cpuModel}), Node ${process.version}, ${process.platform}/${process.arch}. ` +
   'The machine may be shared with other work: compare ratios within one run, not absolute figures across runs.',
   '',

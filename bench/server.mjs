@@ -6,12 +6,18 @@ import Fastify from 'fastify'
 const setup = process.argv[2]
 // Another build (bench/callgrind.mjs compares builds) with BENCH_DIST=path.
 const dist = process.env.BENCH_DIST === undefined ? new URL('../dist/', import.meta.url) : new URL(`${process.env.BENCH_DIST}/`, `file://${process.cwd()}/`)
-const app = Fastify({ logger: false })
+const tracing = setup.endsWith('+tracing') || setup.endsWith('+tracing-noexemplars')
+const app = Fastify({ logger: false, ...(tracing ? { serverFactory: await tracedServerFactory() } : {}) })
 let served = 0
 
-if (setup === 'plugin' || setup === 'plugin+runtime' || setup === 'plugin+semconv') {
+if (setup === 'plugin' || setup === 'plugin+runtime' || setup === 'plugin+semconv' || setup === 'plugin-noexemplars' ||
+  setup === 'plugin+tracing' || setup === 'plugin+tracing-noexemplars') {
   const { default: upstreamMetrics } = await import(new URL('entry.mjs', dist))
-  await app.register(upstreamMetrics, { runtimeMetrics: setup === 'plugin+runtime', http: { semconvMetrics: setup === 'plugin+semconv' } })
+  await app.register(upstreamMetrics, {
+    runtimeMetrics: setup === 'plugin+runtime',
+    exemplars: !setup.endsWith('noexemplars'),
+    http: { semconvMetrics: setup === 'plugin+semconv' }
+  })
 } else if (setup === 'plugin+otlp') {
   // bench/otlp.mjs: the plugin pushing to its receiver.
   const { default: upstreamMetrics } = await import(new URL('entry.mjs', dist))
@@ -31,8 +37,34 @@ if (setup === 'plugin' || setup === 'plugin+runtime' || setup === 'plugin+semcon
 } else if (setup.startsWith('load:')) {
   // Bare Fastify with one more module loaded and unused (e.g. load:@opentelemetry/sdk-metrics).
   await import(setup.slice(5))
-} else if (setup !== 'bare') {
+} else if (setup !== 'bare' && setup !== 'bare+tracing') {
   throw new Error(`unknown setup ${setup}`)
+}
+
+/**
+ * The app's own tracing, as an app with instrumentation-http has it: an AsyncLocalStorage context manager, every
+ * request sampled, a server span per request made active around Fastify's handling of it (instrumentation-http wraps
+ * the server's 'request' emit the same way) and ended when the response finishes; spans go through a
+ * BatchSpanProcessor to an exporter that drops them.
+ */
+async function tracedServerFactory () {
+  const { createServer } = await import('node:http')
+  const { context, trace, SpanKind } = await import('@opentelemetry/api')
+  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks')
+  const { AlwaysOnSampler, BatchSpanProcessor, TracerProvider } = await import('@opentelemetry/sdk-trace')
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+  const exporter = { export: (spans, done) => done({ code: 0 }), shutdown: async () => {} }
+  const provider = new TracerProvider({ sampler: new AlwaysOnSampler(), spanProcessors: [new BatchSpanProcessor({ exporter })] })
+  trace.setGlobalTracerProvider(provider)
+  const tracer = trace.getTracer('bench')
+  return (handler) => createServer((req, res) => {
+    const span = tracer.startSpan(req.method, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url } })
+    res.once('finish', () => {
+      span.setAttribute('http.response.status_code', res.statusCode)
+      span.end()
+    })
+    context.with(trace.setSpan(context.active(), span), handler, undefined, req, res)
+  })
 }
 
 app.get('/', async () => { served++; return { hello: 'world' } })
@@ -52,6 +84,10 @@ process.on('message', (message) => {
       const newSpace = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0
       process.send({ rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed, newSpace, samples, served })
     })
+  } else if (message === 'exemplars') {
+    // The proof that the tracing setups record exemplars: an OpenMetrics scrape's exemplar count.
+    app.inject({ url: '/metrics', headers: { accept: 'application/openmetrics-text; version=1.0.0' } })
+      .then((reply) => process.send({ exemplars: reply.body.split('\n').filter((line) => line.includes(' # {')).length }))
   } else if (message === 'exit') {
     app.close().then(() => process.exit(0))
   }
