@@ -98,20 +98,19 @@ export class Family<C extends Cell = Cell> {
  * Counts one observation; `value` of a histogram cell is its count. `span`: the sampled span
  * active at the observation (see exemplars.ts), kept as its bucket's exemplar.
  */
-export function observe (cell: HistogramCell, bounds: readonly number[], v: number, span?: SpanContext): void {
+export function observe (cell: HistogramCell, bounds: readonly number[], v: number, exemplar?: Exemplar): void {
   let i = 0
   const n = bounds.length
   while (i < n && v > bounds[i]!) i++
   cell.counts[i]!++
   cell.sum += v
   cell.value++
-  if (span !== undefined) {
-    (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = {
-      labels: { trace_id: span.traceId, span_id: span.spanId },
-      value: v,
-      timestamp: (Date.now() / 1000).toFixed(3)
-    }
-  }
+  if (exemplar !== undefined) (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = exemplar
+}
+
+/** An observation's exemplar, made once and shared by the histograms that observe the same value. */
+export function exemplarOf (span: SpanContext, value: number): Exemplar {
+  return { labels: { trace_id: span.traceId, span_id: span.spanId }, value, timestamp: (Date.now() / 1000).toFixed(3) }
 }
 
 /** `namespaced: false` keeps a family's names as declared (the Celery exporter's, which dashboards query as such). */

@@ -1,7 +1,7 @@
 import { DB, MODEL } from '../names'
 import type { Faults } from '../faults'
 import type { ResolvedDb } from '../options'
-import { observe, type Family, type HistogramCell, type Store } from '../store'
+import { exemplarOf, observe, type Family, type HistogramCell, type Store } from '../store'
 import { ConnectionAliases } from './aliases'
 import { declaredModels, modelNames } from './models'
 import type { ConnectionInfo, DbSink, FinishedQuery } from './pg'
@@ -50,7 +50,7 @@ export class DbRecorder implements DbSink {
       // django adds 1 per execute() call, however many statements its text holds.
       c.execute ??= this.execute.cell(c.alias, VENDOR)
       c.execute.value++
-      observe(c.duration ??= this.duration.cell(c.alias, VENDOR), this.bounds, q.seconds, this.exemplars ? q.span : undefined)
+      observe(c.duration ??= this.duration.cell(c.alias, VENDOR), this.bounds, q.seconds, this.exemplars && q.span !== undefined ? exemplarOf(q.span, q.seconds) : undefined)
       if (q.error !== undefined) {
         let e = c.errors.get(q.error)
         if (e === undefined) {

@@ -4,7 +4,7 @@ import { requestSpan } from '../exemplars'
 import type { Faults } from '../faults'
 import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS, type MetricSpec } from '../names'
 import type { ResolvedOptions } from '../options'
-import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
+import { exemplarOf, observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import { CustomLabels, LABELLED_FAMILIES } from './custom-labels'
 import { charsetOf, exceptionType } from './labels'
 import { isStreamed, templateOf } from './reply-patches'
@@ -117,7 +117,9 @@ export class HttpRecorder {
       cell.value++
     }
     // django observes the latency in process_exception and again in process_response.
-    observe(this.latencyCell(cells, custom), this.latencyBounds, reply.elapsedTime / 1000, this.exemplars ? requestSpan(request) : undefined)
+    const seconds = reply.elapsedTime / 1000
+    const span = this.exemplars ? requestSpan(request) : undefined
+    observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, span === undefined ? undefined : exemplarOf(span, seconds))
     if (this.semconv !== undefined) (request as StatefulRequest)[kErrorType] = type
   }
 
@@ -132,9 +134,10 @@ export class HttpRecorder {
     state[kRequestState] = SETTLED
     this.responsesBefore.value++
     const span: SpanContext | undefined = this.exemplars ? requestSpan(request) : undefined
+    const exemplar = span === undefined ? undefined : exemplarOf(span, seconds)
     const custom = this.custom?.values(request)
-    observe(this.latencyIncluding, this.latencyBounds, seconds, span)
-    observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, span)
+    observe(this.latencyIncluding, this.latencyBounds, seconds, exemplar)
+    observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, exemplar)
     let cell = this.byStatus.get(status)
     if (cell === undefined) {
       cell = this.f.byStatus.cell(String(status))
@@ -172,7 +175,7 @@ export class HttpRecorder {
       }
       cell.value++
     }
-    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds, span)
+    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds, exemplar)
   }
 
   private recordRequest (request: FastifyRequest, route: RouteState): MethodCells {
