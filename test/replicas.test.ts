@@ -28,6 +28,9 @@ import { waitFor } from './helpers/wait'
 // @ts-expect-error the traffic generator is plain JavaScript
 import { generateTraffic } from '../example/traffic.mjs'
 
+// Six demo instances (one a cluster of four) and six Prometheus servers: 78 s at load 10-16, more when busier.
+t.setTimeout(300_000)
+
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const JOB = 'upstream'
 /** The repository's `for:` durations, shortened; long enough that the ramp-up of a scenario cannot fire. */
@@ -65,7 +68,7 @@ async function startInstance (t: Test, name: string, databaseUrl: string, worker
   await waitFor(`${name} to listen`, async () => {
     if (started.child.exitCode !== null) throw new Error(`${name} exited`)
     return ready
-  }, { timeoutMs: 60_000, details: started.output })
+  }, { timeoutMs: 120_000, details: started.output })
   return { name, address: `127.0.0.1:${port}`, base: `http://127.0.0.1:${port}` }
 }
 
