@@ -3,7 +3,8 @@ import { DJANGO_LATENCY_BUCKETS } from './names'
 import { resolveOtlp, type ResolvedOtlp } from './otlp/options'
 import { PM2_DOC, pm2Cluster } from './pm2'
 import { describe, kind, show, showUrl } from './redact'
-import type { DbConnectionInfo, DbModels, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
+import { RESERVED_LABELS } from './http/custom-labels'
+import type { DbConnectionInfo, DbModels, HttpLabelFunction, MetricsAuthOptions, MigrationsOptions, MigrationTool, UpstreamMetricsOptions } from './types'
 import { fail, isPlainObject, onlyKeys } from './validate'
 import { validateBroker, validatePrefix, validateQueue } from './worker/options'
 
@@ -27,6 +28,8 @@ export interface ResolvedDb {
 
 export interface ResolvedHttp {
   semconvMetrics: boolean
+  /** `http.labels`, in the order given. */
+  labels: ReadonlyArray<readonly [string, HttpLabelFunction]>
 }
 
 export interface ResolvedOptions {
@@ -39,6 +42,7 @@ export interface ResolvedOptions {
   openMetrics: boolean
   createdSeries: boolean
   cardinalityLimit: number
+  exemplars: boolean
   http: ResolvedHttp
   collectTimeoutMs: number
   auth: MetricsAuthOptions | undefined
@@ -50,14 +54,15 @@ export interface ResolvedOptions {
   otlp: ResolvedOtlp | undefined
 }
 
-const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
+const KNOWN = ['path', 'namespace', 'latencyBuckets', 'runtimeMetrics', 'excludePaths', 'countScrape', 'openMetrics', 'createdSeries', 'cardinalityLimit', 'exemplars', 'http', 'collectTimeoutMs', 'auth', 'listener', 'cluster', 'db', 'cache', 'worker', 'otlp']
 /**
  * Fastify's own register options, and what fastify-cli's test helper adds (`skipOverride`): accepted and, as Fastify
  * does for every fastify-plugin plugin, without effect (the plugin runs in the context it is registered in).
  */
 const REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers', 'skipOverride']
 const FORWARDED_HINT = '; if @fastify/autoload passed your app\'s options along, register the plugin from a wrapper with its own options (docs/apps.md#fastify-cli-and-fastifyautoload)'
-const HTTP_KEYS = ['semconvMetrics']
+const HTTP_KEYS = ['semconvMetrics', 'labels']
+const MAX_CUSTOM_LABELS = 5
 const DB_KEYS = ['alias', 'defaultSchema', 'models', 'migrations', 'semconvMetrics']
 const MIGRATION_KEYS = ['client', 'tool', 'table', 'dir', 'connection', 'count']
 const TOOLS: readonly MigrationTool[] = ['node-pg-migrate', 'knex', 'prisma', 'drizzle']
@@ -93,10 +98,24 @@ function auth (value: unknown): MetricsAuthOptions | undefined {
 }
 
 function httpOptions (value: unknown): ResolvedHttp {
-  if (value === undefined) return { semconvMetrics: false }
-  if (!isPlainObject(value)) fail('http', 'must be an object { semconvMetrics? }', describe(value))
+  if (value === undefined) return { semconvMetrics: false, labels: [] }
+  if (!isPlainObject(value)) fail('http', 'must be an object { semconvMetrics?, labels? }', describe(value))
   onlyKeys(value, 'http.', HTTP_KEYS)
-  return { semconvMetrics: bool(value, 'semconvMetrics', false, 'http.') }
+  return { semconvMetrics: bool(value, 'semconvMetrics', false, 'http.'), labels: httpLabels(value.labels) }
+}
+
+function httpLabels (value: unknown): ResolvedHttp['labels'] {
+  if (value === undefined) return []
+  if (!isPlainObject(value)) fail('http.labels', 'must be an object { labelName: (request) => value }', describe(value))
+  const entries = Object.entries(value)
+  if (entries.length > MAX_CUSTOM_LABELS) fail('http.labels', `must have at most ${MAX_CUSTOM_LABELS} labels (each multiplies the series)`, `${entries.length} labels`)
+  for (const [name, fn] of entries) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/.test(name) || name.startsWith('__') || RESERVED_LABELS.includes(name)) {
+      fail('http.labels', `has a label name that is not a Prometheus label name or is taken (${RESERVED_LABELS.join(', ')})`, show(name))
+    }
+    if (typeof fn !== 'function') fail(`http.labels.${name}`, 'must be a function (request) => string | number | boolean | undefined', describe(fn))
+  }
+  return entries as Array<[string, HttpLabelFunction]>
 }
 
 function dbOptions (value: unknown): ResolvedDb {
@@ -254,6 +273,7 @@ export function resolveOptions (input: UpstreamMetricsOptions | undefined): Reso
     openMetrics: bool(options, 'openMetrics', true),
     createdSeries: bool(options, 'createdSeries', true),
     cardinalityLimit,
+    exemplars: bool(options, 'exemplars', true),
     http: httpOptions(options.http),
     collectTimeoutMs,
     auth: auth(options.auth),

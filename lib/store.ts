@@ -1,4 +1,4 @@
-import type { Attributes, HrTime } from '@opentelemetry/api'
+import type { Attributes, HrTime, SpanContext } from '@opentelemetry/api'
 import { hrTime } from '@opentelemetry/core'
 import { OVERFLOW_ATTRIBUTE, type MetricSpec } from './names'
 
@@ -83,7 +83,7 @@ export class Family<C extends Cell = Cell> {
   private create (attributes: Attributes): C {
     const startTime = hrTime()
     const cell: Cell = this.spec.type === 'histogram'
-      ? { attributes, value: 0, startTime, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0) } as HistogramCell
+      ? { attributes, value: 0, startTime, sum: 0, counts: new Array<number>(this.bounds.length + 1).fill(0), exemplars: undefined } as HistogramCell
       : { attributes, value: 0, startTime }
     return cell as C
   }
@@ -94,14 +94,24 @@ export class Family<C extends Cell = Cell> {
   }
 }
 
-/** Counts one observation; `value` of a histogram cell is its count. */
-export function observe (cell: HistogramCell, bounds: readonly number[], v: number): void {
+/**
+ * Counts one observation; `value` of a histogram cell is its count. `span`: the sampled span
+ * active at the observation (see exemplars.ts), kept as its bucket's exemplar.
+ */
+export function observe (cell: HistogramCell, bounds: readonly number[], v: number, span?: SpanContext): void {
   let i = 0
   const n = bounds.length
   while (i < n && v > bounds[i]!) i++
   cell.counts[i]!++
   cell.sum += v
   cell.value++
+  if (span !== undefined) {
+    (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = {
+      labels: { trace_id: span.traceId, span_id: span.spanId },
+      value: v,
+      timestamp: (Date.now() / 1000).toFixed(3)
+    }
+  }
 }
 
 /** `namespaced: false` keeps a family's names as declared (the Celery exporter's, which dashboards query as such). */

@@ -60,6 +60,14 @@ export interface UpstreamMetricsOptions {
    */
   cardinalityLimit?: number | undefined
   /**
+   * Attach the trace of the app's own OpenTelemetry to the latency histograms: each bucket keeps
+   * the trace and span ids of its most recent observation made while a sampled span was active
+   * (OpenTelemetry's default `trace_based` exemplar filter). They are written only in the
+   * OpenMetrics format; without tracing nothing is recorded. See docs/tracing.md.
+   * @default true
+   */
+  exemplars?: boolean
+  /**
    * HTTP metrics beyond django-prometheus's.
    * @default { semconvMetrics: false }
    */
@@ -156,7 +164,20 @@ export interface OtlpOptions {
   resourceAttributes?: Record<string, string> | undefined
 }
 
+/** A custom label's value for a request (see `HttpOptions.labels`). */
+export type HttpLabelFunction = (request: FastifyRequest) => string | number | boolean | undefined | null
+
 export interface HttpOptions {
+  /**
+   * Custom labels on the families labelled by view (`…_latency_seconds_by_view_method`,
+   * `…_total_by_view_transport_method`, `…_total_by_status_view_method`, `…_exceptions_total_by_view`),
+   * django-prometheus's `label_metric` extension: `{ tenant: (request) => request.headers['x-tenant'] }`.
+   * Each function is called when a family is recorded, with the request as it is then; values are
+   * capped at 100 characters of `[A-Za-z0-9_./@:+-]` (else `other`), each family at `cardinalityLimit`
+   * series. Never a value that identifies a person (see docs/metrics.md#custom-labels).
+   * @default {}
+   */
+  labels?: Record<string, HttpLabelFunction>
   /**
    * Also record OpenTelemetry's stable `http.server.request.duration` histogram (exposed as
    * `http_server_request_duration_seconds`) from the same hooks, with its attributes

@@ -200,3 +200,27 @@ t.test('histogram exemplars: each bucket keeps the most recent of the workers\' 
   t.same(exemplarsOf(fromWire(JSON.parse(JSON.stringify(toWire(mergeScopeMetrics([one, two])))))), ['new', 'newer'], 'and they travel over IPC')
   t.equal(exemplarsOf(mergeScopeMetrics([collection(histogram('h', 1, [1, 1]))])), undefined, 'none without exemplars')
 })
+
+t.test('exemplars from workers with empty buckets (null over IPC) and from a gone worker', async (t) => {
+  const exemplar = (trace: string, timestamp: string) => ({ labels: { trace_id: trace.repeat(32), span_id: trace.repeat(16) }, value: 0.5, timestamp })
+  const withExemplars = (sum: number, counts: number[], exemplars: unknown[] | undefined): MetricData => {
+    const metric = histogram('h', sum, counts)
+    return { ...metric, dataPoints: (metric.dataPoints as any[]).map((p) => ({ ...p, value: { ...p.value, exemplars } })) } as MetricData
+  }
+  const older = collection(withExemplars(1, [1, 1], [exemplar('a', '100.000'), exemplar('b', '300.000')]))
+  const newer = collection(withExemplars(1, [1, 0], [exemplar('c', '200.000'), undefined]))
+  const none = collection(histogram('h', 1, [1, 0]))
+  const kept = (answer: ScopeMetrics[]) => ((answer[0]!.metrics[0]!.dataPoints[0]!.value as { exemplars?: Array<{ labels: { trace_id: string } } | undefined> }).exemplars ?? []).map((e) => e?.labels.trace_id[0])
+  for (const order of [[older, newer, none], [none, newer, older], [newer, none, older]]) {
+    // As received over IPC: JSON, where a bucket without an exemplar is null.
+    t.same(kept(mergeScopeMetrics(order.map((c) => fromWire(JSON.parse(JSON.stringify(toWire(c))) as ScopeMetrics[])))), ['c', 'b'])
+  }
+  t.same(kept(mergeScopeMetrics([none, none])), [], 'no exemplars, none made up')
+  const totals = new ClusterTotals()
+  totals.join(1)
+  totals.join(2)
+  totals.record(1, older)
+  totals.record(2, newer)
+  totals.leave(1)
+  t.same(kept(totals.answer()), ['c', 'b'], 'a gone worker\'s exemplars stay until newer ones come')
+})

@@ -4,7 +4,7 @@ import t from 'tap'
 import pg from 'pg'
 import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
-import { errorType } from '../lib/db/errors'
+import { djangoDatabaseError, errorType } from '../lib/db/errors'
 import { SQLSTATE_CLASSES } from '../lib/db/sqlstate'
 import { parse, series } from './helpers/metrics'
 import { python } from './helpers/python'
@@ -16,8 +16,9 @@ const root = join(__dirname, '..')
 const probe = join(__dirname, 'fixtures', 'db', 'psycopg-errors.py')
 
 /** The class psycopg2 raises for each statement (null: it succeeded). */
-async function psycopgRaises (statements: string[]): Promise<Array<string | null>> {
-  return JSON.parse(await python([probe, url], JSON.stringify(statements))) as Array<string | null>
+async function psycopgRaises (statements: string[], raiser: 'psycopg2' | 'django' = 'psycopg2'): Promise<Array<string | null>> {
+  const args = raiser === 'django' ? [probe, url, '--django'] : [probe, url]
+  return JSON.parse(await python(args, JSON.stringify(statements))) as Array<string | null>
 }
 
 const raise = (code: string) => `DO $$BEGIN RAISE EXCEPTION 'probe' USING ERRCODE = '${code}'; END$$`
@@ -39,6 +40,26 @@ t.test('every SQLSTATE psycopg2 knows, and an unknown code of every class, gets 
     .map((code, i) => ({ code, psycopg2: raised[i], plugin: errorType(code, 'probe', true) }))
     .filter((d) => d.psycopg2 !== d.plugin)
   t.same(differences, [], 'no SQLSTATE is labelled differently')
+})
+
+t.test('an error PostgreSQL sent, thrown by pg, is named as the django.db class Django raises for it', async (t) => {
+  const codes = [...SQLSTATE_CLASSES.keys()]
+  for (const a of CHARACTERS) for (const b of CHARACTERS) codes.push(`${a}${b}ZZZ`)
+  const statements = codes.map(raise)
+  const django = await psycopgRaises(statements, 'django')
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  t.teardown(async () => await client.end())
+  const differences = []
+  for (let i = 0; i < statements.length; i++) {
+    const thrown = await client.query(statements[i]!).then(() => null, (err: unknown) => err)
+    const plugin = thrown === null ? null : djangoDatabaseError(thrown) ?? 'not a database error'
+    if (plugin !== django[i]) differences.push({ code: codes[i], django: django[i], plugin })
+  }
+  t.same(new Set(django), new Set(['DataError', 'OperationalError', 'IntegrityError', 'InternalError', 'ProgrammingError', 'NotSupportedError', 'DatabaseError']), 'Django raises each of its classes for some code')
+  t.same(differences, [], 'no SQLSTATE is named differently')
+  t.equal(djangoDatabaseError(new Error('Connection terminated unexpectedly')), undefined, 'an error without a SQLSTATE is not one')
+  t.equal(djangoDatabaseError(Object.assign(new Error('read EPIPE'), { code: 'EPIPE' })), undefined, 'nor a system error')
 })
 
 t.test('django_db_errors_total{type} counts the classes psycopg2 raises for the same statements', async (t) => {

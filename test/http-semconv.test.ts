@@ -13,8 +13,8 @@ const NAME = 'http_server_request_duration_seconds'
 class CoverageLapsed extends Error {}
 
 t.test('http.semconvMetrics: validated, off by default', async (t) => {
-  t.same(resolveOptions({}).http, { semconvMetrics: false })
-  t.same(resolveOptions({ http: { semconvMetrics: true } }).http, { semconvMetrics: true })
+  t.same(resolveOptions({}).http, { semconvMetrics: false, labels: [] })
+  t.same(resolveOptions({ http: { semconvMetrics: true } }).http, { semconvMetrics: true, labels: [] })
   for (const [http, option] of [
     [{ semconvMetrics: 'yes' }, 'http.semconvMetrics'],
     [{ semconv: true }, 'http.semconv'],

@@ -22,7 +22,7 @@ function tool (command: string, args: string[]): string {
   }
 }
 
-interface Panel { id: number, type: string, title: string, datasource?: { uid?: string }, targets?: Array<{ expr: string, datasource?: { uid?: string } }> }
+interface Panel { id: number, type: string, title: string, datasource?: { uid?: string }, targets?: Array<{ expr: string, exemplar?: boolean, datasource?: { uid?: string } }> }
 const dashboard = JSON.parse(read('dashboards/upstream-dashboard.json')) as {
   __inputs: Array<{ name: string, type: string, pluginId: string }>
   title: string
@@ -110,6 +110,13 @@ t.test('every panel query uses metric and label names the plugin exposes', async
     t.ok((panel.targets ?? []).length > 0, `${panel.title} has a query`)
     for (const target of panel.targets ?? []) checkExpression(t, panel.title, target.expr)
   }
+})
+
+t.test('the latency panels of the plugin\'s histograms that carry exemplars show them (Grafana exemplar: true); no other query asks', async (t) => {
+  const withExemplars = /django_http_requests_latency_seconds_by_view_method_bucket|django_http_requests_latency_including_middlewares_seconds_bucket|django_db_query_duration_seconds_bucket/
+  const targets = queryPanels.flatMap((panel) => (panel.targets ?? []).map((target) => ({ panel: panel.title, ...target })))
+  t.ok(targets.filter((target) => withExemplars.test(target.expr)).length >= 3, 'the dashboard has latency panels')
+  for (const target of targets) t.equal(target.exemplar === true, withExemplars.test(target.expr), `${target.panel}: exemplar ${String(target.exemplar)}`)
 })
 
 t.test('the name check can fail', async (t) => {

@@ -10,7 +10,8 @@ export const DASHBOARD_TITLE = 'Upstream Application Monitoring'
 /** The import-time input Grafana asks for; the datasource variable starts on it. */
 export const DATASOURCE_INPUT = 'DS_PROMETHEUS'
 
-export interface TargetSpec { expr: string, legend: string }
+/** `exemplar`: Grafana shows the series' exemplars (trace ids, see docs/tracing.md) as points on the panel. */
+export interface TargetSpec { expr: string, legend: string, exemplar?: boolean }
 export interface PanelSpec {
   title: string
   description: string
@@ -40,7 +41,7 @@ export const ROWS: RowSpec[] = [
     title: 'HTTP',
     panels: [
       { title: 'HTTP request rate', description: 'Requests per second by method.', kind: 'timeseries', unit: 'reqps', targets: [{ expr: `sum by (method) (${rate(HTTP.byMethod)})`, legend: '{{method}}' }] },
-      { title: 'Request latency (p95)', description: '95th percentile of request latency over all views (the scrape itself excluded).', kind: 'timeseries', unit: 's', targets: [{ expr: p95(HTTP.latencyByViewMethod, [], appViews), legend: 'p95' }] },
+      { title: 'Request latency (p95)', description: '95th percentile of request latency over all views (the scrape itself excluded).', kind: 'timeseries', unit: 's', targets: [{ expr: p95(HTTP.latencyByViewMethod, [], appViews), legend: 'p95', exemplar: true }] },
       {
         title: 'Error rates (4xx, 5xx)',
         description: 'Share of responses with a 4xx or 5xx status.',
@@ -50,7 +51,7 @@ export const ROWS: RowSpec[] = [
         targets: [{ expr: statusRatio('4..'), legend: '4xx' }, { expr: statusRatio('5..'), legend: '5xx' }]
       },
       { title: 'Responses by status', description: 'Responses per second by status code.', kind: 'timeseries', unit: 'reqps', targets: [{ expr: `sum by (status) (${rate(HTTP.byStatus)})`, legend: '{{status}}' }] },
-      { title: 'Latency by view (p95)', description: '95th percentile latency of each view (route template).', kind: 'timeseries', unit: 's', width: 24, targets: [{ expr: p95(HTTP.latencyByViewMethod, ['view'], appViews), legend: '{{view}}' }] },
+      { title: 'Latency by view (p95)', description: '95th percentile latency of each view (route template).', kind: 'timeseries', unit: 's', width: 24, targets: [{ expr: p95(HTTP.latencyByViewMethod, ['view'], appViews), legend: '{{view}}', exemplar: true }] },
       { title: 'Requests by view', description: 'Requests per second by view and method.', kind: 'timeseries', unit: 'reqps', targets: [{ expr: `sum by (view, method) (${rate(HTTP.byViewTransportMethod)})`, legend: '{{method}} {{view}}' }] },
       { title: 'Exceptions by type', description: 'Unhandled exceptions per second, by class.', kind: 'timeseries', unit: 'short', noValue: '0', targets: [{ expr: `sum by (type) (${rate(HTTP.exceptionsByType)})`, legend: '{{type}}' }] }
     ]
@@ -59,7 +60,7 @@ export const ROWS: RowSpec[] = [
     title: 'Database',
     panels: [
       { title: 'Database query counts', description: 'Statements executed per second, by database alias.', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (alias, vendor) (${rate(DB.execute)})`, legend: '{{alias}} ({{vendor}})' }] },
-      { title: 'Database query latency (p95)', description: '95th percentile statement duration.', kind: 'timeseries', unit: 's', targets: [{ expr: p95(DB.queryDuration, ['alias']), legend: '{{alias}}' }] },
+      { title: 'Database query latency (p95)', description: '95th percentile statement duration.', kind: 'timeseries', unit: 's', targets: [{ expr: p95(DB.queryDuration, ['alias']), legend: '{{alias}}', exemplar: true }] },
       { title: 'Database errors', description: 'Failed statements per second, by exception class.', kind: 'timeseries', unit: 'short', noValue: '0', targets: [{ expr: `sum by (alias, type) (${rate(DB.errors)})`, legend: '{{alias}} {{type}}' }] },
       { title: 'New database connections', description: 'Connections opened per second (a pool that churns shows here).', kind: 'timeseries', unit: 'short', targets: [{ expr: `sum by (alias) (${rate(DB.newConnections)})`, legend: '{{alias}}' }] },
       {
@@ -138,7 +139,8 @@ function panel (spec: PanelSpec): TimeseriesBuilder | StatBuilder {
       .tooltip(new VizTooltipOptionsBuilder().mode(TooltipDisplayMode.Multi).sort(SortOrder.Descending))
   }
   spec.targets.forEach((target, i) => {
-    builder.withTarget(new DataqueryBuilder().datasource(DATASOURCE).expr(target.expr).legendFormat(target.legend).refId(String.fromCharCode(65 + i)))
+    const query = new DataqueryBuilder().datasource(DATASOURCE).expr(target.expr).legendFormat(target.legend).refId(String.fromCharCode(65 + i))
+    builder.withTarget(target.exemplar === true ? query.exemplar(true) : query)
   })
   return builder
 }

@@ -144,7 +144,7 @@ export class Totals {
           startTime: point.startTime,
           endTime: point.endTime,
           value: 0,
-          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0), exemplars: exemplars?.slice() }
+          histogram: { boundaries: buckets.boundaries, counts: buckets.counts.slice(), count, sum: ExactSum.of(sum ?? 0), exemplars: latestExemplars(undefined, exemplars) }
         })
       } else {
         addCounts(seen.histogram!.counts, buckets.counts)
@@ -163,14 +163,15 @@ export class Totals {
 }
 
 /** Per bucket, the most recent of two workers' exemplars (as each worker keeps its most recent). */
-function latestExemplars (a: Array<Exemplar | undefined> | undefined, b: ReadonlyArray<Exemplar | undefined> | undefined): Array<Exemplar | undefined> | undefined {
-  if (b === undefined) return a
-  if (a === undefined) return b.slice()
+function latestExemplars (a: Array<Exemplar | undefined> | undefined, b: ReadonlyArray<Exemplar | null | undefined> | undefined): Array<Exemplar | undefined> | undefined {
+  if (b == null) return a
+  // Over IPC (JSON) a bucket without an exemplar arrives as null: it holds none.
+  const merged = a ?? new Array<Exemplar | undefined>(b.length).fill(undefined)
   for (let i = 0; i < b.length; i++) {
-    const [mine, theirs] = [a[i], b[i]]
-    if (theirs !== undefined && (mine === undefined || Number(theirs.timestamp ?? 0) > Number(mine.timestamp ?? 0))) a[i] = theirs
+    const [mine, theirs] = [merged[i], b[i]]
+    if (theirs != null && (mine === undefined || Number(theirs.timestamp ?? 0) > Number(mine.timestamp ?? 0))) merged[i] = theirs
   }
-  return a
+  return merged
 }
 
 /** A series counted by several workers started with the first of them (its `_created`). */

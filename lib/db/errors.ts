@@ -26,3 +26,21 @@ export function errorType (code: string | undefined, message: string | undefined
   // InterfaceError (connection already closed) or OperationalError (server gone, timeout).
   return message !== undefined && CLOSED.test(message) && !/unexpectedly|timeout/i.test(message) ? 'InterfaceError' : 'OperationalError'
 }
+
+/** psycopg2's two DB-API subclasses in psycopg2.extensions, re-raised by Django as their base. */
+const DJANGO_BASE = new Map([['TransactionRollbackError', 'OperationalError'], ['QueryCanceledError', 'OperationalError']])
+
+/**
+ * The `django.db` class Django raises for an error PostgreSQL sent (pg's `DatabaseError`, named
+ * `error`, with a SQLSTATE `code`): Django's DatabaseErrorWrapper re-raises psycopg2's exception
+ * as the django.db class of its DB-API base, which psycopg2 picks by the code's prefix (every
+ * psycopg2 class for a SQLSTATE derives from the DB-API class of its prefix, as sqlstate-table.py
+ * checks). `undefined` for anything else.
+ */
+export function djangoDatabaseError (error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined
+  const { code, name, severity } = error as { code?: unknown, name?: unknown, severity?: unknown }
+  if (name !== 'error' || typeof severity !== 'string' || typeof code !== 'string' || !SQLSTATE.test(code)) return undefined
+  const base = FALLBACK_BY_CLASS.get(code.slice(0, 2)) ?? FALLBACK_BY_FIRST_CHARACTER.get(code[0]!) ?? FALLBACK_OTHERWISE
+  return DJANGO_BASE.get(base) ?? base
+}

@@ -25,7 +25,7 @@ export function instrumentDb (
 ): () => void {
   const db = options.db
   if (!db.enabled) return () => {}
-  const sink = new DbRecorder(store, db, options.latencyBuckets, faults)
+  const sink = new DbRecorder(store, db, options.latencyBuckets, faults, options.exemplars)
   const applied = store.gauge(MIGRATIONS.applied)
   const unapplied = store.gauge(MIGRATIONS.unapplied)
   if (db.migrations !== undefined) reportMigrations(fastify, db.migrations, applied, unapplied)

@@ -5,6 +5,7 @@ import {
   type Tracer, type TracerProvider, type UpDownCounter
 } from '@opentelemetry/api'
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
+import { sampledSpan } from '../exemplars'
 import type { PatchSpec } from '../patch'
 import { errorType } from './errors'
 import { StatementCache, type ModelStatement } from './sql'
@@ -30,6 +31,8 @@ export interface ModelChange {
 }
 
 export interface DbSink {
+  /** Whether this sink keeps exemplars: the query's span is looked up only if one does. */
+  readonly exemplars: boolean
   query: (q: FinishedQuery) => void
   connect: (connection: ConnectionInfo, ok: boolean) => void
   /** A failure while measuring: never let it reach the query's caller. */
@@ -43,6 +46,8 @@ export interface FinishedQuery {
   /** The class psycopg2 would have raised (django_db_errors_total's `type`), if the query failed. */
   readonly error: string | undefined
   readonly changes: readonly ModelChange[] | undefined
+  /** The app's sampled span active when the query was sent, if a sink keeps exemplars. */
+  readonly span: SpanContext | undefined
 }
 
 /** One query as a driver reports it: pg's through its instrumentation's span, postgres.js's through its diagnostics channel. */
@@ -58,6 +63,8 @@ export interface QueryRecord {
   readonly message: string | undefined
   /** Whether the error came from the server (a SQLSTATE there is one, not an errno). */
   readonly fromServer: boolean
+  /** The app's sampled span active when the query was sent (pg only), if a sink keeps exemplars. */
+  readonly parent?: SpanContext | undefined
 }
 
 const CODE = /\(code: ([0-9A-Z]{5})\)/
@@ -72,7 +79,7 @@ abstract class RecordSpan implements Span {
   message: string | undefined
   readonly start = performance.now()
 
-  constructor (protected readonly hub: PgHub, readonly attributes: Attributes | undefined) {}
+  constructor (protected readonly hub: PgHub, readonly attributes: Attributes | undefined, readonly parent: SpanContext | undefined) {}
 
   spanContext (): SpanContext { return INVALID_SPAN_CONTEXT }
   setAttribute (_key: string, _value: SpanAttributeValue): this { return this }
@@ -194,6 +201,8 @@ class FanoutMeterProvider implements MeterProvider {
 /** One per process (it lives on the shared instrumentation): fans finished spans out to the sinks. */
 export class PgHub implements TracerProvider {
   readonly sinks: DbSink[] = []
+  /** Some sink keeps exemplars. */
+  exemplars = false
   readonly meters: FanoutMeterProvider
   private readonly statements = new StatementCache()
   private readonly noop: NoopSpan
@@ -201,12 +210,14 @@ export class PgHub implements TracerProvider {
 
   constructor (version: string) {
     this.meters = new FanoutMeterProvider('@opentelemetry/instrumentation-pg', version)
-    this.noop = new NoopSpan(this, undefined)
+    this.noop = new NoopSpan(this, undefined, undefined)
     const hub = this
     this.tracer = {
       startSpan (name: string, options?: SpanOptions, _context?: Context): Span {
         if (hub.sinks.length === 0 || !name.startsWith('pg.query')) return hub.noop
-        return new QuerySpan(hub, options?.attributes)
+        // Called synchronously by the app's query() call, in its context: a callback or a result
+        // may later run in the context of whoever opened the connection.
+        return new QuerySpan(hub, options?.attributes, hub.exemplars ? sampledSpan() : undefined)
       },
       startActiveSpan (...args: unknown[]): never {
         const fn = args[args.length - 1] as (span: Span) => never
@@ -221,11 +232,13 @@ export class PgHub implements TracerProvider {
 
   add (sink: DbSink): void {
     this.sinks.push(sink)
+    this.exemplars = this.sinks.some((s) => s.exemplars)
   }
 
   remove (sink: DbSink): void {
     const at = this.sinks.indexOf(sink)
     if (at !== -1) this.sinks.splice(at, 1)
+    this.exemplars = this.sinks.some((s) => s.exemplars)
   }
 
   finishQuery (span: QueryRecord): void {
@@ -253,7 +266,8 @@ export class PgHub implements TracerProvider {
       attributes: span.attributes,
       seconds,
       error: span.failed ? errorType(span.code, span.message, span.fromServer) : undefined,
-      changes
+      changes,
+      span: span.parent
     }
     for (let i = 0; i < sinks.length; i++) sinks[i]!.query(finished)
   }

@@ -21,7 +21,8 @@ export class DbRecorder implements DbSink {
   private readonly modelName: (table: string) => string
   private readonly publicSchema: boolean
 
-  constructor (store: Store, private readonly db: ResolvedDb, private readonly bounds: readonly number[], private readonly faults: Faults) {
+  /** `exemplars`: each duration observation keeps the query's sampled span as its bucket's exemplar. */
+  constructor (store: Store, private readonly db: ResolvedDb, private readonly bounds: readonly number[], private readonly faults: Faults, readonly exemplars = false) {
     this.execute = store.counter(DB.execute)
     store.counter(DB.executeMany) // registered as in django-prometheus; pg has no executemany()
     this.errors = store.counter(DB.errors)
@@ -49,7 +50,7 @@ export class DbRecorder implements DbSink {
       // django adds 1 per execute() call, however many statements its text holds.
       c.execute ??= this.execute.cell(c.alias, VENDOR)
       c.execute.value++
-      observe(c.duration ??= this.duration.cell(c.alias, VENDOR), this.bounds, q.seconds)
+      observe(c.duration ??= this.duration.cell(c.alias, VENDOR), this.bounds, q.seconds, this.exemplars ? q.span : undefined)
       if (q.error !== undefined) {
         let e = c.errors.get(q.error)
         if (e === undefined) {

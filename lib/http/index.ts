@@ -4,6 +4,7 @@ import type { ResolvedOptions } from '../options'
 import type { Store } from '../store'
 import { untracedAddHook } from '../fastify-internals'
 import { HttpRecorder } from './recorder'
+import { checkRouteConfig } from './route-config'
 import { wrapReplies, wrapViews } from './reply-patches'
 
 export { exceptionType } from './labels'
@@ -17,9 +18,14 @@ export { kScrapeRoute } from './routes'
  * whose client left is recorded when its handler's reply is written (see `wrapReplies`).
  */
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
-  const recorder = new HttpRecorder(store, options)
+  const recorder = new HttpRecorder(store, options, faults)
   fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
   const addHook = untracedAddHook(fastify)
+
+  fastify.addHook('onRoute', function upstreamMetricsCheckRoute (route) {
+    const methods = Array.isArray(route.method) ? route.method.join(',') : route.method
+    checkRouteConfig(route.config, `${methods} ${route.url}`)
+  })
 
   addHook('onRequest', function upstreamMetricsOnRequest (request, reply, done) {
     try {

@@ -1,3 +1,4 @@
+import { djangoDatabaseError } from '../db/errors'
 import { INVALID_METHOD, NO_TEMPLATE_NAME, SEMCONV_KNOWN_METHODS, SEMCONV_OTHER_METHOD, STANDARD_METHODS } from '../names'
 
 const NODE_METHODS = new Set(['ACL', 'BIND', 'CHECKOUT', 'CONNECT', 'COPY', 'DELETE', 'GET', 'HEAD', 'LINK', 'LOCK', 'M-SEARCH', 'MERGE', 'MKACTIVITY', 'MKCALENDAR', 'MKCOL', 'MOVE', 'NOTIFY', 'OPTIONS', 'PATCH', 'POST', 'PROPFIND', 'PROPPATCH', 'PURGE', 'PUT', 'QUERY', 'REBIND', 'REPORT', 'SEARCH', 'SOURCE', 'SUBSCRIBE', 'TRACE', 'UNBIND', 'UNLINK', 'UNLOCK', 'UNSUBSCRIBE'])
@@ -45,9 +46,13 @@ export function templateName (page: unknown): string {
  * django's `type(exception).__name__`: the thrown value's class name as JavaScript reports it
  * (`error.constructor.name`): `TypeError`, `FastifyError`, `String` for a thrown string. An anonymous
  * or non-identifier class takes the nearest named class it extends; `null` and `undefined` are themselves.
+ * An error PostgreSQL sent is Django's wrapper class for it (`IntegrityError` for a duplicate key), as
+ * Django re-raises psycopg2's exception out of every query.
  */
 export function exceptionType (error: unknown): string {
   if (error === null || error === undefined) return String(error)
+  const database = djangoDatabaseError(error)
+  if (database !== undefined) return database
   const name = (error as { constructor?: { name?: unknown } }).constructor?.name
   if (typeof name === 'string' && CLASS_NAME.test(name)) return name
   try {

@@ -1,7 +1,11 @@
+import type { SpanContext } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS } from '../names'
+import { requestSpan } from '../exemplars'
+import type { Faults } from '../faults'
+import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS, type MetricSpec } from '../names'
 import type { ResolvedOptions } from '../options'
 import { observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
+import { CustomLabels, LABELLED_FAMILIES } from './custom-labels'
 import { charsetOf, exceptionType } from './labels'
 import { isStreamed, templateOf } from './reply-patches'
 import { Routes, type MethodCells, type RouteState } from './routes'
@@ -36,6 +40,10 @@ export class HttpRecorder {
   /** `http.server.request.duration`, when semconv metrics are on. */
   private readonly semconv: Family<HistogramCell> | undefined
   private readonly latencyBounds: readonly number[]
+  /** Whether latency observations keep the request's sampled span as an exemplar. */
+  private readonly exemplars: boolean
+  /** `http.labels`, when given: the view families' series are then looked up per request. */
+  private readonly custom: CustomLabels | undefined
   private readonly requestsBefore: Cell
   private readonly responsesBefore: Cell
   private readonly latencyIncluding: HistogramCell
@@ -49,9 +57,14 @@ export class HttpRecorder {
   private readonly byCharset = new Map<string, Cell>()
   private readonly byTemplate = new Map<string, Cell>()
 
-  constructor (store: Store, options: ResolvedOptions) {
+  constructor (store: Store, options: ResolvedOptions, faults: Faults) {
     const f = this.f
-    for (const [key, spec] of Object.entries(HTTP) as Array<[keyof typeof HTTP, typeof HTTP[keyof typeof HTTP]]>) {
+    const custom = options.http.labels.length === 0 ? undefined : new CustomLabels(options.http.labels, faults)
+    this.custom = custom
+    for (const [key, declared] of Object.entries(HTTP) as Array<[keyof typeof HTTP, typeof HTTP[keyof typeof HTTP]]>) {
+      const spec: MetricSpec = custom !== undefined && (LABELLED_FAMILIES as readonly string[]).includes(key)
+        ? { ...declared, labels: [...declared.labels, ...custom.names] }
+        : declared
       if (spec.type === 'histogram') {
         (f as Record<string, Family>)[key] = store.histogram(spec, spec.buckets === 'body' ? DJANGO_BODY_BUCKETS : options.latencyBuckets)
       } else {
@@ -62,8 +75,9 @@ export class HttpRecorder {
     this.semconv = options.http.semconvMetrics
       ? store.histogram(HTTP_SEMCONV.requestDuration, SEMCONV_HTTP_DURATION_BUCKETS, { namespaced: false })
       : undefined
-    this.routes = new Routes(options.countScrape, options.excludePaths)
+    this.routes = new Routes(options.countScrape, options.excludePaths, (err) => faults.report(err))
     this.latencyBounds = options.latencyBuckets
+    this.exemplars = options.exemplars
     this.requestsBefore = f.requestsBefore.cell()
     this.responsesBefore = f.responsesBefore.cell()
     this.latencyIncluding = f.latencyIncluding.cell() as HistogramCell
@@ -96,10 +110,14 @@ export class HttpRecorder {
     // The disconnect that broke a body upload is the client's doing, not an exception of the app.
     if (cells === undefined || (typeof error === 'object' && error !== null && error === request.raw.errored)) return
     const type = exceptionType(error)
+    const custom = this.custom?.values(request)
     this.f.exceptionsByType.cell(type).value++
-    if (cells.route.matched) this.f.exceptionsByView.cell(cells.route.view).value++
+    if (cells.route.matched) {
+      const cell = custom === undefined ? this.f.exceptionsByView.cell(cells.route.view) : this.f.exceptionsByView.cell(cells.route.view, ...custom)
+      cell.value++
+    }
     // django observes the latency in process_exception and again in process_response.
-    observe(this.latencyCell(cells), this.latencyBounds, reply.elapsedTime / 1000)
+    observe(this.latencyCell(cells, custom), this.latencyBounds, reply.elapsedTime / 1000, this.exemplars ? requestSpan(request) : undefined)
     if (this.semconv !== undefined) (request as StatefulRequest)[kErrorType] = type
   }
 
@@ -113,18 +131,24 @@ export class HttpRecorder {
     // Answered: a close listener of an abandoned-reply watch must not record it again.
     state[kRequestState] = SETTLED
     this.responsesBefore.value++
-    observe(this.latencyIncluding, this.latencyBounds, seconds)
-    observe(this.latencyCell(cells), this.latencyBounds, seconds)
+    const span: SpanContext | undefined = this.exemplars ? requestSpan(request) : undefined
+    const custom = this.custom?.values(request)
+    observe(this.latencyIncluding, this.latencyBounds, seconds, span)
+    observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, span)
     let cell = this.byStatus.get(status)
     if (cell === undefined) {
       cell = this.f.byStatus.cell(String(status))
       this.byStatus.set(status, cell)
     }
     cell.value++
-    cell = cells.byStatus.get(status)
-    if (cell === undefined) {
-      cell = this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method)
-      cells.byStatus.set(status, cell)
+    if (custom !== undefined) {
+      cell = this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method, ...custom)
+    } else {
+      cell = cells.byStatus.get(status)
+      if (cell === undefined) {
+        cell = this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method)
+        cells.byStatus.set(status, cell)
+      }
     }
     cell.value++
     const length = reply.getHeader('content-length')
@@ -148,7 +172,7 @@ export class HttpRecorder {
       }
       cell.value++
     }
-    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds)
+    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds, span)
   }
 
   private recordRequest (request: FastifyRequest, route: RouteState): MethodCells {
@@ -158,12 +182,13 @@ export class HttpRecorder {
     state[kRequestState] = cells
     this.requestsBefore.value++
     ;(cells.byMethod ??= this.methodCounter(cells.method)).value++
+    const custom = this.custom
     if (request.protocol === 'https') {
       (this.byTransport.https ??= f.byTransport.cell('https')).value++
-      if (route.matched) (cells.byViewHttps ??= f.byViewTransportMethod.cell(route.view, 'https', cells.method)).value++
+      if (route.matched) (custom === undefined ? (cells.byViewHttps ??= f.byViewTransportMethod.cell(route.view, 'https', cells.method)) : f.byViewTransportMethod.cell(route.view, 'https', cells.method, ...custom.values(request))).value++
     } else {
       (this.byTransport.http ??= f.byTransport.cell('http')).value++
-      if (route.matched) (cells.byViewHttp ??= f.byViewTransportMethod.cell(route.view, 'http', cells.method)).value++
+      if (route.matched) (custom === undefined ? (cells.byViewHttp ??= f.byViewTransportMethod.cell(route.view, 'http', cells.method)) : f.byViewTransportMethod.cell(route.view, 'http', cells.method, ...custom.values(request))).value++
     }
     const headers = request.headers
     if (headers['x-requested-with'] === 'XMLHttpRequest') this.ajax.value++
@@ -181,7 +206,9 @@ export class HttpRecorder {
     return cell
   }
 
-  private latencyCell (cells: MethodCells): HistogramCell {
+  /** `custom`: the request's custom label values, when `http.labels` is set. */
+  private latencyCell (cells: MethodCells, custom: string[] | undefined): HistogramCell {
+    if (custom !== undefined) return this.f.latencyByViewMethod.cell(cells.route.view, cells.latencyMethod, ...custom) as HistogramCell
     return (cells.latency ??= this.f.latencyByViewMethod.cell(cells.route.view, cells.latencyMethod) as HistogramCell)
   }
 

@@ -1,8 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import { SCRAPE_VIEW, UNNAMED_VIEW } from '../names'
 import type { Cell, HistogramCell } from '../store'
-import type { RouteMetricsConfig } from '../types'
 import { cleanMethod, latencyMethod, semconvMethod } from './labels'
+import { readRouteConfig } from './route-config'
 
 /** On the `/metrics` route's config: its view is django's scrape view, counted only with `countScrape`. */
 export const kScrapeRoute = Symbol('upstream-metrics.scrape-route')
@@ -34,24 +34,23 @@ export interface RouteState {
   readonly methods: Map<string, MethodCells>
 }
 
-function routeConfig (config: unknown): RouteMetricsConfig | undefined {
-  const metrics = (config as { metrics?: unknown } | undefined)?.metrics
-  return typeof metrics === 'object' && metrics !== null ? metrics as RouteMetricsConfig : undefined
-}
-
 /** Each route's view label and exclusion, resolved on its first request and kept by its config object. */
 export class Routes {
   private readonly states = new WeakMap<object, RouteState>()
   private readonly noConfig = {}
 
-  constructor (private readonly countScrape: boolean, private readonly excludePaths: ReadonlyArray<string | RegExp>) {}
+  constructor (
+    private readonly countScrape: boolean,
+    private readonly excludePaths: ReadonlyArray<string | RegExp>,
+    private readonly report: (err: Error) => void
+  ) {}
 
   of (request: FastifyRequest): RouteState {
     const routeOptions = request.routeOptions
     const config = routeOptions.config ?? this.noConfig
     let state = this.states.get(config)
     if (state === undefined) {
-      const custom = routeConfig(config)
+      const custom = readRouteConfig(config, `${request.method} ${routeOptions.url ?? request.url}`, this.report)
       const matched = routeOptions.url !== undefined
       const isScrape = (config as unknown as Record<symbol, unknown>)[kScrapeRoute] === true
       const view = isScrape ? SCRAPE_VIEW : matched ? (custom?.view ?? routeOptions.url!) : UNNAMED_VIEW

@@ -26,8 +26,10 @@ export interface ScrapeContext {
   baseline: Record<Side, Families>
   /** Byte length of each side's earlier scrape responses (they count in the response-size histogram). */
   scrapeBytes: Record<Side, number[]>
-  /** Requests sent before this scrape whose database statement failed (duplicate keys). */
+  /** Requests sent before this scrape that saved a duplicate claim through the model (caught as a 409). */
   failedInserts: number
+  /** Requests sent before this scrape whose database statement failed (duplicate keys), caught or not. */
+  failedQueries: number
 }
 
 export interface Allowance {

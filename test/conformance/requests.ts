@@ -53,6 +53,7 @@ export function conformanceRequests (): ConformanceRequest[] {
     if (i % 3 === 0) add({ method: 'DELETE', path: `/claims/c${i}`, expect: 204 })
     if (i % 4 === 0) add(json('POST', '/claims', { code: `c${i + 1}`, title: 'again' }, 409))
     if (i % 4 === 1) add({ method: 'GET', path: '/boom', expect: 500 })
+    if (i % 4 === 2) add({ method: 'GET', path: '/duplicate', expect: 500 })
     if (i % 4 === 2) add({ method: 'GET', path: `/claims/gone${i}`, expect: 404 })
     if (i % 6 === 3) add({ method: 'DELETE', path: `/claims/gone${i}`, expect: 404 })
     if (i % 3 === 1) add({ method: 'GET', path: `/cache-down/k${i}`, expect: 200 })

@@ -132,16 +132,17 @@ export class Prometheus {
 /**
  * Starts `prometheus` with `config` (an object, written as YAML) in a temp dir; stopped and removed at teardown.
  * `files` (name → content) are written beside the configuration, which can name them by relative path
- * (rule files, file_sd target files). The listen address is chosen here.
+ * (rule files, file_sd target files). The listen address is chosen here. `flags` are added to its command line
+ * (`--enable-feature=exemplar-storage`).
  */
-export async function startPrometheus (t: Test, config: Record<string, unknown>, files: Record<string, string> = {}): Promise<Prometheus> {
+export async function startPrometheus (t: Test, config: Record<string, unknown>, files: Record<string, string> = {}, flags: string[] = []): Promise<Prometheus> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'um-prometheus-'))
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content)
   writeFileSync(join(dir, 'prometheus.yml'), stringify(config))
   const started = startProcess(t, 'prometheus', 'prometheus', [
     `--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'
+    `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn', ...flags
   ], process.env)
   // Stopped before its data directory is removed, whatever order the teardowns run in.
   t.teardown(async () => {

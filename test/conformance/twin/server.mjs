@@ -111,6 +111,11 @@ async function build (metricsOptions) {
     return reply.type(TEXT).send(value === null ? 'down\n' : 'up\n')
   })
 
+  app.get('/duplicate', named('duplicate'), async (request, reply) => {
+    // Fails in PostgreSQL (23505) and is not caught: pg's DatabaseError reaches the error handler.
+    await pool.query("INSERT INTO claims_claim (code, title, status) VALUES ('c1', 'duplicate', 'open')")
+    return reply.type(TEXT).send('inserted\n')
+  })
   app.get('/boom', named('boom'), async () => {
     throw new RangeError('boom')
   })

@@ -2,7 +2,7 @@ import json
 
 from django.conf import settings
 from django.core.cache import cache, caches
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.http import (
     FileResponse,
     HttpResponse,
@@ -69,6 +69,13 @@ def cache_get(request, key):
 def cache_down(request, key):
     value = caches["down"].get(key)
     return HttpResponse("down\n" if value is None else "up\n", content_type=TEXT)
+
+
+def duplicate(request):
+    # A query that fails in the database and is not caught: Django raises django.db's IntegrityError.
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO claims_claim (code, title, status) VALUES ('c1', 'duplicate', 'open')")
+    return HttpResponse("inserted\n", content_type=TEXT)
 
 
 def boom(request):

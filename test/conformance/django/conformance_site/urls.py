@@ -13,6 +13,7 @@ urlpatterns = [
     path("cache/<str:key>", views.cache_get, name="cache"),
     path("cache-down/<str:key>", views.cache_down, name="cache-down"),
     path("boom", views.boom, name="boom"),
+    path("duplicate", views.duplicate, name="duplicate"),
     path("stream", views.stream, name="stream"),
     path("file", views.file, name="file"),
     path("echo", views.echo, name="echo"),
