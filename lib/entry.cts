@@ -10,6 +10,7 @@ declare namespace upstreamMetrics {
   export type DbConnectionInfo = api.DbConnectionInfo
   export type DbModels = api.DbModels
   export type DbOptions = api.DbOptions
+  export type HttpLabelFunction = api.HttpLabelFunction
   export type HttpOptions = api.HttpOptions
   export type InstrumentCacheOptions = api.InstrumentCacheOptions
   export type MetricsAuthOptions = api.MetricsAuthOptions

@@ -2,7 +2,7 @@ import type { RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsPlugin } from 
 import fastifyPlugin from './plugin'
 
 export type {
-  CacheOptions, DbConnectionInfo, DbModels, DbOptions, HttpOptions, MetricsAuthOptions, MigrationCounts, MigrationsOptions,
+  CacheOptions, DbConnectionInfo, DbModels, DbOptions, HttpLabelFunction, HttpOptions, MetricsAuthOptions, MigrationCounts, MigrationsOptions,
   MigrationTool, OtlpOptions, RouteMetricsConfig, UpstreamMetrics, UpstreamMetricsOptions, UpstreamMetricsPlugin, WorkerMetricsOptions
 } from './types'
 export type { CacheOutcome, InstrumentCacheOptions, UpstreamCacheMetrics } from './cache'

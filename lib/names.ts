@@ -164,7 +164,7 @@ export const OTLP = spec({
 /** Exposition order follows django-prometheus's registration order. */
 /** The worker collector's own series (command and `worker` option); never namespaced. */
 export const WORKER = spec({
-  eventsLost: { name: 'upstream_metrics_worker_events_lost_total', type: 'counter', help: 'BullMQ events trimmed from a queue\'s event stream before the worker metrics read them (jobs that finished among them are not counted; current states are rebuilt).', labels: ['queue_name'] }
+  eventsLost: { name: 'upstream_metrics_worker_events_lost_total', type: 'counter', help: 'BullMQ events trimmed from a queue\'s event stream before the worker metrics read them (jobs that finished among them are counted from BullMQ\'s completed and failed sets while it keeps them; current states are rebuilt).', labels: ['queue_name'] }
 })
 
 export const FAMILY_GROUPS = [RUNTIME, MODEL, MIGRATIONS, DB, HTTP, HTTP_SEMCONV, CACHE, CELERY, CELERY_EXPORTER, OTLP, WORKER] as const

@@ -15,7 +15,8 @@ export interface UpstreamMetricsOptions {
   path?: string | false | undefined
   /**
    * Prefix for every django metric, as django-prometheus's `PROMETHEUS_METRIC_NAMESPACE`
-   * (`project` gives `project_django_http_...`). Runtime `process_*` series are never prefixed.
+   * (`project` gives `project_django_http_...`). The runtime `process_*` / `nodejs_*` series and the
+   * `celery_*` series are never prefixed.
    * @default ''
    */
   namespace?: string | undefined
@@ -46,13 +47,13 @@ export interface UpstreamMetricsOptions {
    * otherwise; `false` always answers text 0.0.4. Prometheus stores the same series from both.
    * @default true
    */
-  openMetrics?: boolean
+  openMetrics?: boolean | undefined
   /**
    * A `<name>_created` series (the series' start time, in seconds) for every counter and histogram,
    * as prometheus_client writes them (`PROMETHEUS_DISABLE_CREATED_SERIES` turns them off there).
    * @default true
    */
-  createdSeries?: boolean
+  createdSeries?: boolean | undefined
   /**
    * Most series one metric may hold; further label sets go to one series labelled
    * `otel_metric_overflow="true"`.
@@ -66,10 +67,10 @@ export interface UpstreamMetricsOptions {
    * OpenMetrics format; without tracing nothing is recorded. See docs/tracing.md.
    * @default true
    */
-  exemplars?: boolean
+  exemplars?: boolean | undefined
   /**
-   * HTTP metrics beyond django-prometheus's.
-   * @default { semconvMetrics: false }
+   * HTTP metrics beyond django-prometheus's: custom labels, OpenTelemetry's HTTP histogram.
+   * @default { semconvMetrics: false, labels: {} }
    */
   http?: HttpOptions | undefined
   /**
@@ -86,14 +87,15 @@ export interface UpstreamMetricsOptions {
    */
   auth?: MetricsAuthOptions | undefined
   /**
-   * Serve the metrics on a separate listener (e.g. `{ host: '127.0.0.1', port: 9464 }`)
-   * instead of a route on the app. Combine with `path: false` to keep them off the public port.
+   * Also serve `GET /metrics` on a separate listener (`host` defaults to `'127.0.0.1'`), beside the
+   * route on the app. Combine with `path: false` to keep them off the public port.
    * @default undefined
    */
   listener?: { host?: string | undefined, port: number } | undefined
   /**
    * Under Node's `cluster` module, answer each scrape with the totals of every worker.
-   * The primary process must call `setupClusterPrimary()`.
+   * The primary process must call `setupClusterPrimary()`. `true` is `{ timeoutMs: 5000 }`: how long
+   * a scrape waits for the primary's totals before it answers 500.
    * @default false
    */
   cluster?: boolean | { timeoutMs?: number | undefined } | undefined
@@ -147,8 +149,9 @@ export interface OtlpOptions {
    */
   intervalMs?: number | undefined
   /**
-   * Most time one export (retries included) and the last export at `close()` may take.
-   * @default $OTEL_METRIC_EXPORT_TIMEOUT, else $OTEL_EXPORTER_OTLP_TIMEOUT, else 10000 (at most intervalMs)
+   * Most time one export may take, retries included; the last export, at `close()`, takes at most 2 s
+   * or this, whichever is shorter.
+   * @default $OTEL_METRIC_EXPORT_TIMEOUT, else $OTEL_EXPORTER_OTLP_METRICS_TIMEOUT, else $OTEL_EXPORTER_OTLP_TIMEOUT, else 10000 (at most intervalMs)
    */
   timeoutMs?: number | undefined
   /**
@@ -177,7 +180,7 @@ export interface HttpOptions {
    * series. Never a value that identifies a person (see docs/metrics.md#custom-labels).
    * @default {}
    */
-  labels?: Record<string, HttpLabelFunction>
+  labels?: Record<string, HttpLabelFunction> | undefined
   /**
    * Also record OpenTelemetry's stable `http.server.request.duration` histogram (exposed as
    * `http_server_request_duration_seconds`) from the same hooks, with its attributes
@@ -248,25 +251,28 @@ export interface MigrationsOptions {
   /**
    * Runs the read of the migration table: a `pg` Pool or Client (anything with
    * `query(text)` resolving to `{ rows }`). Needed unless `count` is given.
+   * @default undefined
    */
   client?: { query: (text: string) => Promise<{ rows: unknown[] }> } | undefined
   /**
    * The tool whose table is read; unset, the first of node-pg-migrate (`pgmigrations`),
    * knex (`knex_migrations`), Prisma (`_prisma_migrations`), drizzle
    * (`drizzle.__drizzle_migrations`) whose table exists.
+   * @default undefined (detected)
    */
   tool?: MigrationTool | undefined
-  /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. */
+  /** The migration table, when not the tool's default (`schema.table` allowed); needs `tool`. @default the tool's table */
   table?: string | undefined
   /**
    * Directory of migration files, to count the unapplied ones. Default per tool:
    * `migrations`, `migrations`, `prisma/migrations`, `drizzle` (relative to the working
    * directory). When it does not exist, unapplied is not exposed.
+   * @default the tool's directory
    */
   dir?: string | undefined
   /** The `connection` label. @default the `alias` option when it is a string, else 'default' */
   connection?: string | undefined
-  /** Your own count instead of reading a table. */
+  /** Your own count instead of reading a table. @default undefined */
   count?: (() => MigrationCounts | Promise<MigrationCounts>) | undefined
 }
 
@@ -311,19 +317,19 @@ export interface WorkerMetricsOptions {
 }
 
 export interface MetricsAuthOptions {
-  /** Accept `Authorization: Bearer <token>`. */
+  /** Accept `Authorization: Bearer <token>`. @default undefined */
   bearerToken?: string | undefined
-  /** Accept HTTP basic authentication with these credentials. */
+  /** Accept HTTP basic authentication with these credentials. @default undefined */
   basic?: { username: string, password: string } | undefined
-  /** Custom check (IP allow-list, another auth plugin); runs when no credential option matched. */
+  /** Custom check (IP allow-list, another auth plugin); runs when no credential option matched. @default undefined */
   check?: ((request: FastifyRequest) => boolean | Promise<boolean>) | undefined
 }
 
 /** Per-route settings, in the route's `config.metrics`. */
 export interface RouteMetricsConfig {
-  /** The `view` label for this route, instead of its URL template (django's URL name). */
+  /** The `view` label for this route, instead of its URL template (django's URL name). @default the route's URL template, with its prefix */
   view?: string | undefined
-  /** Do not measure this route. */
+  /** Do not measure this route. @default false */
   exclude?: boolean | undefined
 }
 
@@ -336,7 +342,7 @@ export interface UpstreamMetrics {
   readonly meter: Meter
   /** Serves the scrape; mount it yourself when `path` is `false`. */
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-  /** The current exposition text. */
+  /** The current exposition, in text 0.0.4 (what `/metrics` answers a scraper that does not ask for OpenMetrics). */
   metrics(): Promise<string>
   /** Where the internal listener (option `listener`) is bound, once registered. */
   readonly listenerAddress: { host: string, port: number } | undefined

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, posix, resolve } from 'node:path'
 import { parse } from 'yaml'
-import { CACHE, CELERY, DB, exposedName, HTTP, MIGRATIONS, MODEL, RUNTIME, type MetricSpec } from '../lib/names'
+import { CACHE, CELERY, DB, exposedName, HTTP, MIGRATIONS, MODEL, RUNTIME, WORKER, type MetricSpec } from '../lib/names'
 import { DASHBOARD_TITLE, DATASOURCE_INPUT, DATASOURCE_UID, dashboardJson } from '../dashboards/src/upstream-dashboard'
 
 const ROOT = resolve(__dirname, '..')
@@ -38,7 +38,7 @@ const rules: Rule[] = alertFiles.flatMap((f) => (yamlFile(f).groups as Array<{ r
 
 /** Every sample name the plugin and the worker exporter expose, with the labels it carries. */
 const exposed = new Map<string, readonly string[]>()
-for (const table of [HTTP, DB, MODEL, MIGRATIONS, CACHE, RUNTIME, CELERY]) {
+for (const table of [HTTP, DB, MODEL, MIGRATIONS, CACHE, RUNTIME, CELERY, WORKER]) {
   for (const spec of Object.values(table) as MetricSpec[]) {
     const names = [spec.name, ...(spec.aliases ?? [])].map((n) => exposedName(n, spec.type))
     for (const name of names) {

@@ -56,6 +56,8 @@ t.test('a burst while the exporter process is paused past the stream\'s length: 
   const s = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 601 || lost(s, 'b') > 0, 'the burst counted or its loss reported')
   t.ok(lost(s, 'b') > 0, `the events trimmed unread are counted (${lost(s, 'b')})`)
   t.equal(tasks(s).PENDING + tasks(s).STARTED + tasks(s).RECEIVED + tasks(s).RETRY, 0, 'current states rebuilt: nothing left in the queue')
+  t.equal(tasks(s).SUCCESS, 601, 'the jobs finished in the gap recovered from the completed set')
+  t.equal(byName(s, 'j').SUCCESS, 601, 'by name')
   t.match(exporter.stderr(), /events of queue "b" were trimmed from its event stream before they were read/, 'logged with the reason')
   t.notMatch(exporter.stderr(), 'recreated', 'not taken for a recreated stream')
 
@@ -67,7 +69,7 @@ t.test('a burst while the exporter process is paused past the stream\'s length: 
   t.equal(exporter.stderr().split('trimmed from its event stream').length - 1, 1, 'one log line for the episode')
 })
 
-t.test('the worker option: a request blocks the app while a burst outruns the stream; the loss is counted', async (t) => {
+t.test('the worker option: a request blocks the app while a burst outruns the stream; the loss is counted, the finished jobs recovered', async (t) => {
   const prefix = uniquePrefix('blocked')
   const dir = mkdtempSync(join(tmpdir(), 'umw-blocked-'))
   const go = join(dir, 'go')
@@ -110,6 +112,8 @@ t.test('the worker option: a request blocks the app while a burst outruns the st
   t.ok(lost(s, 'p') > 0, `events trimmed unread: ${lost(s, 'p')}`)
   t.match(logs, 'trimmed from its event stream before they were read')
   t.equal(tasks(s).PENDING + tasks(s).STARTED, 0, 'current states rebuilt')
+  t.equal(tasks(s).SUCCESS, 600, 'the jobs finished in the gap recovered from the completed set')
+  t.equal(byName(s, 'p').SUCCESS, 600, 'by name')
 })
 
 t.test('one addBulk longer than the event stream: every job is found, counted and timed', async (t) => {
@@ -143,7 +147,7 @@ t.test('one addBulk longer than the event stream: every job is found, counted an
   t.equal([0, 1, 2].reduce((sum, i) => sum + (s.get(key('celery_task_runtime_seconds_count', { name: `k${i}` })) ?? 0), 0), N, 'a runtime for each')
 })
 
-t.test('connections reset for a while, a burst outruns the stream meanwhile: the loss is reported as such', async (t) => {
+t.test('connections reset for a while, a burst outruns the stream meanwhile: the loss is reported as such, the finished jobs recovered', async (t) => {
   const prefix = uniquePrefix('reset')
   const proxy = await startProxy(6379)
   const exporter = await startExporter(['--broker', `redis://127.0.0.1:${proxy.port}/6`, '--queue', 'r', '--prefix', prefix])
@@ -167,6 +171,8 @@ t.test('connections reset for a while, a burst outruns the stream meanwhile: the
   await exporter.waitFor('Connected to broker', 2)
   const s = await until(async () => await scrape(exporter.url), (s) => lost(s, 'r') > 0, 'the loss reported')
   t.ok(lost(s, 'r') > 0)
+  t.equal(tasks(s).SUCCESS, 501, 'the jobs finished during the outage recovered from the completed set')
+  t.equal(byName(s, 'r').SUCCESS, 501, 'by name')
   t.match(exporter.stderr(), 'trimmed from its event stream')
   t.notMatch(exporter.stderr(), 'recreated', 'not mistaken for Redis restarted empty')
 })

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { createServer } from 'node:http'
 import { parseArgs } from 'node:util'
-import { CONTENT_TYPE } from '../exposition'
+import { Exposition, scrapeAnswer } from '../scrape'
 import { Telemetry } from '../telemetry'
 import { startRuntimeMetrics } from '../runtime'
 import { Store } from '../store'
@@ -126,7 +126,7 @@ async function main (): Promise<void> {
   }
 
   const store = new Store('', 2000)
-  const telemetry = new Telemetry(store, 2000)
+  const telemetry = new Telemetry(store, 2000, { createdSeries: true })
   const stopRuntime = startRuntimeMetrics(telemetry.runtimeMeter)
   const collector = new WorkerCollector(store, {
     IORedis,
@@ -138,16 +138,21 @@ async function main (): Promise<void> {
     discoverIntervalMs: interval * 1000
   })
 
-  // As prometheus_client's start_http_server: every GET path serves the metrics.
+  // As prometheus_client's start_http_server: every GET path serves the metrics, OpenMetrics to a
+  // scraper that prefers it, with the `_created` series the Celery exporters write.
+  const negotiation = { openMetrics: true }
   const server = createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end()
       return
     }
     collector.refresh()
-      .then(async () => telemetry.serialize(await telemetry.collect()))
+      .then(async () => {
+        const scopes = await telemetry.collect()
+        return await scrapeAnswer(new Exposition((format) => telemetry.serialize(scopes, format)), req.headers, negotiation)
+      })
       .then(
-        (text) => res.writeHead(200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text),
+        (answer) => res.writeHead(200, answer.headers).end(req.method === 'HEAD' ? undefined : answer.body),
         (err: Error) => {
           log.error({ err }, 'collecting metrics failed')
           res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('# metrics collection failed\n')

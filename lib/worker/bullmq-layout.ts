@@ -15,6 +15,9 @@ export interface QueueKeys {
   readonly active: string
   readonly delayed: string
   readonly waitingChildren: string
+  /** Finished jobs, scored by `finishedOn` (moveToFinished, in the script that adds the `completed`/`failed` event). */
+  readonly completed: string
+  readonly failed: string
   readonly meta: string
 }
 
@@ -29,6 +32,8 @@ export function queueKeys (prefix: string, queue: string): QueueKeys {
     active: `${base}:active`,
     delayed: `${base}:delayed`,
     waitingChildren: `${base}:waiting-children`,
+    completed: `${base}:completed`,
+    failed: `${base}:failed`,
     meta: `${base}:meta`
   }
 }
@@ -107,6 +112,22 @@ export function jobRow (values: ReadonlyArray<string | null>): JobRow | undefine
     attempts: Math.max(Number(atm ?? 0), Number(attemptsMade ?? 0)) || 0,
     worker: pb ?? undefined
   }
+}
+
+/** The fields a finished job is read with: `SNAPSHOT_FIELDS`, then when it finished and its stacks. */
+export const FINISHED_FIELDS = [...SNAPSHOT_FIELDS, 'finishedOn', STACKTRACE_FIELD] as const
+
+export interface FinishedRow extends JobRow {
+  finishedOn: number
+  stacktrace: string | undefined
+}
+
+/** A job hash read with `FINISHED_FIELDS`; undefined when the hash is gone. */
+export function finishedRow (values: ReadonlyArray<string | null>): FinishedRow | undefined {
+  const row = jobRow(values)
+  if (row === undefined) return undefined
+  const [finishedOn, stacktrace] = values.slice(SNAPSHOT_FIELDS.length)
+  return { ...row, finishedOn: Number(finishedOn ?? NaN), stacktrace: stacktrace ?? undefined }
 }
 
 /**

@@ -4,7 +4,7 @@ import { observe, type Cell, type Family, type HistogramCell, type Store } from 
 import type { IORedisClass } from './ioredis'
 import { LogLimiter } from '../log-limit'
 import {
-  SNAPSHOT_FIELDS, STACKTRACE_FIELD, WORKER_FIELD, entryTime, hasListMarkers, isMarker, jobKey, jobRow, markStalledRequeues, metaKeyPattern, queueKeys,
+  FINISHED_FIELDS, SNAPSHOT_FIELDS, STACKTRACE_FIELD, WORKER_FIELD, compareIds, entryTime, finishedRow, hasListMarkers, isMarker, jobKey, jobRow, markStalledRequeues, metaKeyPattern, queueKeys,
   queueOfMetaKey, schedulerOf, streamEvent, workerConnections, type JobEvent, type QueueKeys
 } from './bullmq-layout'
 import type { JobLabels, JobLifecycle } from './lifecycle'
@@ -12,6 +12,7 @@ import { CeleryExporterFamilies } from './celery-exporter'
 import { CELERY_STATES, next, snapshotState, type CeleryState, type CurrentState, type FinishedState, type JobTimes } from './celery-states'
 import { StreamFollower, streamInfo, type FollowedStream, type StreamRead } from './stream-follower'
 import { TaskNames } from './task-names'
+import { RecentFinishes } from './recent-finishes'
 import { safeError } from './safe-error'
 
 export { CELERY_STATES, type CeleryState } from './celery-states'
@@ -71,10 +72,24 @@ interface QueueState {
   lengthCell: Cell
   /** BullMQ 4 queue: its wait and paused lists may end with a marker, not a job; undefined until its meta is read. */
   listMarkers: boolean | undefined
+  recentFinishes: RecentFinishes
+}
+
+/** What a gap's reconciliation found: jobs finished in it, counted from BullMQ's finished sets. */
+interface Recovered {
+  succeeded: number
+  failed: number
+  /** Ids in the sets whose hash was gone when read. */
+  unreadable: number
+  /** More finished than one reconciliation reads (`RECONCILE_MAX` per set). */
+  truncated: boolean
 }
 
 const MAX_SCAN_ROUNDS = 10_000
 const READ_COUNT = 1000
+/** Most finished jobs read per set and gap; more is reported as not recovered. */
+const RECONCILE_MAX = 100_000
+const HASH_BATCH = 1000
 
 /**
  * Follows BullMQ queues the way celery-prometheus-exporter follows Celery events: each queue's
@@ -306,7 +321,8 @@ export class WorkerCollector {
         needsSnapshot: false,
         lastSnapshot: 0,
         lengthCell: this.queueLength.cell(name),
-        listMarkers: undefined
+        listMarkers: undefined,
+        recentFinishes: new RecentFinishes()
       }
       this.queues.set(name, q)
       // At 0 from the start, so that increase() sees the first loss.
@@ -406,9 +422,9 @@ export class WorkerCollector {
    * applied, and the events in between are replayed onto the snapshot: states are set, not added,
    * so a replayed transition is harmless, and a job that finished in between is counted once, by its event.
    */
-  private async snapshot (q: QueueState, jumpToEnd: boolean): Promise<void> {
+  private async snapshot (q: QueueState, jumpToEnd: boolean, reconcileAfter?: string): Promise<Recovered | undefined> {
     const { keys } = q
-    const lists = await this.command.multi()
+    const multi = this.command.multi()
       .call('XINFO', 'STREAM', keys.events)
       .lrange(keys.wait, 0, -1)
       .lrange(keys.paused, 0, -1)
@@ -417,8 +433,14 @@ export class WorkerCollector {
       .zrange(keys.delayed, 0, -1)
       .lrange(keys.active, 0, -1)
       .hget(keys.meta, 'version')
-      .exec()
+    // In the same instant as the stream's end: a job in a finished set has its event at or before it.
+    const lower = reconcileAfter === undefined ? undefined : q.recentFinishes.lowerBound(entryTime(reconcileAfter))
+    if (lower !== undefined) {
+      for (const set of [keys.completed, keys.failed]) multi.zrangebyscore(set, `(${lower}`, '+inf', 'LIMIT', 0, RECONCILE_MAX)
+    }
+    const lists = await multi.exec()
     if (lists === null) throw new Error('snapshot transaction discarded')
+    const finished = lower === undefined ? undefined : lists.splice(-2).map(([err, ids]) => { if (err !== null) throw err; return ids as string[] })
     const [infoErr, rawInfo] = lists.shift()!
     const info = infoErr === null ? streamInfo(rawInfo) : undefined
     const [versionErr, version] = lists.pop()!
@@ -432,10 +454,9 @@ export class WorkerCollector {
     })
     const jobs = new Map<string, Job>()
     let untracked = 0
-    const BATCH = 1000
-    for (let start = 0; start < ids.length; start += BATCH) {
+    for (let start = 0; start < ids.length; start += HASH_BATCH) {
       const pipeline = this.command.pipeline()
-      const batch = ids.slice(start, start + BATCH)
+      const batch = ids.slice(start, start + HASH_BATCH)
       for (const [id] of batch) pipeline.hmget(jobKey(keys, id), ...SNAPSHOT_FIELDS)
       const rows = await pipeline.exec()
       if (rows === null) throw new Error('snapshot pipeline discarded')
@@ -450,6 +471,8 @@ export class WorkerCollector {
         jobs.set(id, { label: this.names.label(row.name), hostname: row.worker, ...snapshotState(kind, row) })
       })
     }
+    const before = q.jobs
+    const recovered = finished === undefined ? undefined : await this.recoverFinished(q, before, finished as [string[], string[]])
     for (const job of q.jobs.values()) this.setState(q, job, undefined)
     for (const job of jobs.values()) {
       const state = job.state
@@ -469,6 +492,59 @@ export class WorkerCollector {
       q.stream.position = info === undefined ? 0 : info.entriesAdded
       q.stream.lastIsEntry = info !== undefined && info.length > 0
     }
+    return recovered
+  }
+
+  /**
+   * Counts the jobs of `[completed, failed]` (ids finished after the last event applied, give or
+   * take the clock skew) whose finish was not applied from an event: they finished in a gap. Their
+   * name, worker and times come from their hashes, as their events would have told them.
+   */
+  private async recoverFinished (q: QueueState, before: ReadonlyMap<string, Job>, [completed, failed]: [string[], string[]]): Promise<Recovered> {
+    const recovered: Recovered = { succeeded: 0, failed: 0, unreadable: 0, truncated: completed.length >= RECONCILE_MAX || failed.length >= RECONCILE_MAX }
+    const gap: Array<[string, FinishedState]> = [
+      ...completed.filter((id) => !q.recentFinishes.has(id)).map((id): [string, FinishedState] => [id, 'SUCCESS']),
+      ...failed.filter((id) => !q.recentFinishes.has(id)).map((id): [string, FinishedState] => [id, 'FAILURE'])
+    ]
+    for (let start = 0; start < gap.length; start += HASH_BATCH) {
+      const pipeline = this.command.pipeline()
+      const batch = gap.slice(start, start + HASH_BATCH)
+      for (const [id] of batch) pipeline.hmget(jobKey(q.keys, id), ...FINISHED_FIELDS)
+      const rows = await pipeline.exec()
+      if (rows === null) throw new Error('finished jobs pipeline discarded')
+      batch.forEach(([id, state], i) => {
+        const [err, values] = rows[i]!
+        if (err !== null) throw err
+        const row = finishedRow(values as Array<string | null>)
+        if (row === undefined) {
+          recovered.unreadable++
+          return
+        }
+        const prior = before.get(id)
+        const label = prior?.label ?? this.names.label(row.name)
+        const labels: JobLabels = { name: label, queue: q.name, hostname: row.worker ?? prior?.hostname }
+        const started = prior?.state === 'STARTED' || prior?.state === 'RETRY'
+        if (prior === undefined) this.lifecycle.sent(labels)
+        if (!started && Number.isFinite(row.processedOn)) {
+          const since = prior !== undefined && Number.isFinite(prior.since) ? prior.since : row.timestamp + row.delay
+          const latency = Math.max(0, row.processedOn - since) / 1000
+          observe(this.latency, CELERY_BUCKETS, latency)
+          this.lifecycle.started(labels, latency)
+        }
+        if (state === 'SUCCESS') {
+          const runtime = Number.isFinite(row.processedOn) && Number.isFinite(row.finishedOn) ? Math.max(0, row.finishedOn - row.processedOn) / 1000 : undefined
+          if (runtime !== undefined) observe(this.names.runtimeCell(label), CELERY_BUCKETS, runtime)
+          this.lifecycle.succeeded(labels, runtime)
+          recovered.succeeded++
+        } else {
+          this.lifecycle.failed(labels, row.stacktrace)
+          recovered.failed++
+        }
+        this.tasks[state].value++
+        this.names.states(label)[state].value++
+      })
+    }
+    return recovered
   }
 
   private async readEvents (): Promise<void> {
@@ -493,11 +569,19 @@ export class WorkerCollector {
         await this.apply(q, read.entries)
         break
       case 'gap': {
-        this.eventsLost.cell(q.name).value += read.lost ?? 1
         const how = read.lost === undefined ? 'an unknown number of events (Redis before 7.0 does not count them)' : `${read.lost} events`
+        const recovered = (await this.snapshot(q, true, compareIds(q.stream.lastId, this.startId) < 0 ? this.startId : q.stream.lastId))!
+        const found = recovered.succeeded + recovered.failed
+        const unrecovered = [
+          recovered.unreadable > 0 ? `${recovered.unreadable} more had their hash removed before it was read` : '',
+          recovered.truncated ? `more than ${RECONCILE_MAX} finished in the gap, the rest is not counted` : ''
+        ].filter((x) => x !== '').join('; ')
+        // With what was recovered, so a scrape never shows the loss without it.
+        this.eventsLost.cell(q.name).value += read.lost ?? 1
         this.logOnce(`lost:${q.name}`, 'warn', undefined,
-          `upstream-metrics-worker: ${how} of queue "${q.name}" were trimmed from its event stream before they were read (BullMQ keeps streams.events.maxLen of them: a burst longer than that while this process was paused, slow or disconnected); the transitions of their jobs are not counted (upstream_metrics_worker_events_lost_total); rebuilding the current states`)
-        await this.snapshot(q, true)
+          `upstream-metrics-worker: ${how} of queue "${q.name}" were trimmed from its event stream before they were read (BullMQ keeps streams.events.maxLen of them: a burst longer than that while this process was paused, slow or disconnected; upstream_metrics_worker_events_lost_total); ` +
+          `recovered ${found} finished jobs (${recovered.succeeded} succeeded, ${recovered.failed} failed) from BullMQ's completed and failed sets${unrecovered === '' ? '' : ` (${unrecovered})`}; ` +
+          'jobs removed as they finished inside the gap (removeOnComplete/removeOnFail, or past their keep count) cannot be recovered and are not counted, nor the retries and stalls in the gap and the sends of jobs still unfinished; current states rebuilt')
         break
       }
       case 'recreated':
@@ -580,6 +664,7 @@ export class WorkerCollector {
         if (outcome.state === 'SUCCESS') this.lifecycle.succeeded(labels, outcome.runtime)
         else if (outcome.state === 'FAILURE') this.lifecycle.failed(labels, detail)
         else this.lifecycle.revoked(labels)
+        if (outcome.state !== 'REVOKED') q.recentFinishes.add(jobId, t)
         this.finish(q, jobId, job, outcome.state)
         break
       case 'forgotten':
