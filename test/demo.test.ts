@@ -12,6 +12,9 @@ import { freePort } from './helpers/net'
 import { parse, series } from './helpers/metrics'
 import { waitFor } from './helpers/wait'
 
+// The first start initialises an embedded PostgreSQL cluster: tens of seconds on a loaded machine.
+t.setTimeout(300_000)
+
 const ROOT = resolve(__dirname, '..')
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -37,7 +40,7 @@ async function startDemo (t: Test, env: NodeJS.ProcessEnv): Promise<Demo> {
   })
 
   // 'exited': nothing more to wait for.
-  const ready = await waitFor('the demo to answer /healthz', async () => child.exitCode !== null ? 'exited' : (await fetch(`${base}/healthz`)).ok, { timeoutMs: 30_000, intervalMs: 250 })
+  const ready = await waitFor('the demo to answer /healthz', async () => child.exitCode !== null ? 'exited' : (await fetch(`${base}/healthz`)).ok, { timeoutMs: 120_000, intervalMs: 250 })
     .catch(() => 'timed out')
   t.equal(ready, true, `the demo answers /healthz\n${output.slice(-4000)}`)
   return { base, output: () => output, exited, child }

@@ -13,6 +13,9 @@ import { freePort } from './helpers/net'
 import { CUMULATIVE, Receiver, STRATEGIES, metricName, translate, type OtlpRequest, type Received } from './helpers/otlp'
 import { waitFor } from './helpers/wait'
 
+// Seventy-odd export intervals of 100 ms are waited for below: minutes, not seconds, on a loaded machine.
+t.setTimeout(300_000)
+
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const OTLP_MODULES = /[\\/](exporter-metrics-otlp-proto|exporter-metrics-otlp-http|otlp-exporter-base|otlp-transformer)[\\/]|[\\/]lib[\\/]otlp[\\/]index\./
 
@@ -302,11 +305,11 @@ t.test('over many failing intervals nothing is queued and the heap stays flat', 
   for (let i = 0; i < 300; i++) await app.inject(`/r${i}/1`)
 
   const failures = async (): Promise<number> => exportsOf((await scrape(app)).samples, 'failure')
-  await waitFor('10 failed exports', async () => (await failures()) >= 10, { intervalMs: 200 })
+  await waitFor('10 failed exports', async () => (await failures()) >= 10, { timeoutMs: 60_000, intervalMs: 200 })
   gc()
   const heapBefore = process.memoryUsage().heapUsed
   const failedBefore = await failures()
-  await waitFor('60 more failed exports', async () => (await failures()) >= failedBefore + 60, { timeoutMs: 30_000, intervalMs: 200 })
+  await waitFor('60 more failed exports', async () => (await failures()) >= failedBefore + 60, { timeoutMs: 120_000, intervalMs: 200 })
   gc()
   const growth = process.memoryUsage().heapUsed - heapBefore
   t.ok(receiver.maxOpen <= 2, `at most ${receiver.maxOpen} exports open at once at the Collector`)

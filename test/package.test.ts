@@ -10,6 +10,10 @@ import { waitFor } from './helpers/wait'
 
 // The packed tarball, installed into a fresh app, must work from CommonJS and ESM, without
 // ioredis (an optional peer dependency), and with ioredis 6 installed for the worker command.
+// npm pack and installs from the registry, each bounded at 180 s: more room than the suite's 120 s, as in the
+// other files that install from npm.
+t.setTimeout(300_000)
+
 const root = join(__dirname, '..')
 const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 })
 

@@ -31,7 +31,13 @@ function invalid (found: [string, string, string], route: string): Error {
 
 /** At a route's declaration: a wrong `config.metrics` fails it, naming the route and the key. */
 export function checkRouteConfig (config: unknown, route: string): void {
-  const found = problem(metricsOf(config))
+  let found: [string, string, string] | undefined
+  try {
+    found = problem(metricsOf(config))
+  } catch {
+    // A config that throws when read is no wrong option: met again at the request, where faults are isolated and logged.
+    return
+  }
   if (found !== undefined) throw invalid(found, route)
 }
 
