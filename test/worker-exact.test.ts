@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Queue, Worker } from 'bullmq'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, key, scrape, startExporter, tasks, uniquePrefix, until
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, key, scrape, startExporter, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
@@ -14,16 +14,6 @@ const runtimeCount = (s: Map<string, number>, name: string): number => s.get(key
 const latencyCount = (s: Map<string, number>): number => s.get(key('celery_task_latency_count', {})) ?? 0
 const succeeded = (s: Map<string, number>, name: string, queue: string): number =>
   s.get(key('celery_task_succeeded_total', { name, hostname: 'w1', queue_name: queue })) ?? 0
-
-/** Resolves once `worker` has finished `n` more jobs (completed or failed). */
-function finished (worker: Worker, n: number): Promise<void> {
-  let left = n
-  return new Promise((resolve) => {
-    const done = (): void => { if (--left === 0) resolve() }
-    worker.on('completed', done)
-    worker.on('failed', done)
-  })
-}
 
 t.test('a burst while the exporter is paused past the stream\'s length: jobs finished in the gap are counted exactly from the completed and failed sets', async (t) => {
   const prefix = uniquePrefix('exact')

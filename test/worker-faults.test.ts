@@ -10,7 +10,7 @@ import upstreamMetrics from '../lib/index'
 import { CELERY_STATES } from '../lib/worker/collector'
 import { parse as parseExposition } from './helpers/metrics'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, freePort, key, scrape, startCollector, startExporter, startProxy, startRedis, tasks, uniquePrefix, until
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, freePort, key, scrape, startCollector, startExporter, startProxy, startRedis, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
@@ -19,16 +19,6 @@ ensureBuilt()
 const SHORT_STREAM = { streams: { events: { maxLen: 100 } } }
 
 const lost = (s: Map<string, number>, queue: string): number => s.get(key('upstream_metrics_worker_events_lost_total', { queue_name: queue })) ?? 0
-
-/** Resolves once `worker` has finished `n` more jobs (completed or failed). */
-function finished (worker: Worker, n: number): Promise<void> {
-  let left = n
-  return new Promise((resolve) => {
-    const done = (): void => { if (--left === 0) resolve() }
-    worker.on('completed', done)
-    worker.on('failed', done)
-  })
-}
 
 t.test('a burst while the exporter process is paused past the stream\'s length: the loss is counted and logged once, then counting is exact again', async (t) => {
   const prefix = uniquePrefix('paused')
