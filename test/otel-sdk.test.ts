@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import pg from 'pg'
+import { ownDatabase } from './helpers/database'
 import { installPacked } from './helpers/app-dir'
 import { key, parse } from './helpers/metrics'
 
@@ -32,19 +32,7 @@ interface Report {
   versions: { sdk: string, exporter: string, sdkExporter: string }
 }
 
-t.before(async () => {
-  const admin = new pg.Client({ connectionString: url.href })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${database}`)
-  await admin.query(`CREATE DATABASE ${database}`)
-  await admin.end()
-})
-t.teardown(async () => {
-  const admin = new pg.Client({ connectionString: url.href })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
-  await admin.end()
-})
+ownDatabase(t, url, database)
 
 for (const { sdk, instrumentationPg, instrumentationIoredis } of SDKS) {
   t.test(`next to @opentelemetry/sdk-node ${sdk}`, async (t) => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
-import pg from 'pg'
+import { ownDatabase } from './helpers/database'
 import { POSTGRES_JS_WARNING } from '../lib/db/postgres-js'
 import { key, parse } from './helpers/metrics'
 
@@ -19,19 +19,7 @@ databaseUrl.pathname = `/${database}`
 const plugin = join(root, 'dist', 'index.js')
 const fastify = require.resolve('fastify')
 
-t.before(async () => {
-  const admin = new pg.Client({ connectionString: url.href })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${database}`)
-  await admin.query(`CREATE DATABASE ${database}`)
-  await admin.end()
-})
-t.teardown(async () => {
-  const admin = new pg.Client({ connectionString: url.href })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
-  await admin.end()
-})
+ownDatabase(t, url, database)
 
 /** An app whose `node_modules/postgres` is the given copy (4 from this repository, or 3 through its npm alias). */
 async function run (t: Test, postgresCopy: string, file: string, source: string, manifest: object, args: string[] = []): Promise<{ stdout: string, stderr: string }> {
