@@ -4,7 +4,7 @@ import { registerHooks, type ModuleHooks } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadedPackageDirs, writes, type PatchLogger } from '../patch'
-import type { PgHub, QueryRecord } from './pg'
+import type { PgHub, QueryRecord } from './hub'
 
 /**
  * postgres.js (the `postgres` package). Version 4 publishes every query and connection attempt

@@ -4,7 +4,7 @@ import type { ResolvedDb } from '../options'
 import { exemplarOf, observe, type Family, type HistogramCell, type Store } from '../store'
 import { ConnectionAliases } from './aliases'
 import { declaredModels, modelNames } from './models'
-import type { ConnectionInfo, DbSink, FinishedQuery } from './pg'
+import type { ConnectionInfo, DbSink, FinishedQuery } from './hub'
 import { modelLabel } from './sql'
 
 const VENDOR = 'postgresql'
