@@ -1,6 +1,7 @@
 // Runtime metrics: the event-loop delay without the sampling interval, as gauges promtool accepts,
 // over a window that does not shrink however many readers scrape.
 import { spawnSync } from 'node:child_process'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import t from 'tap'
 import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
@@ -9,8 +10,18 @@ import { startRuntimeMetrics } from '../lib/runtime'
 import { Store } from '../lib/store'
 import { parse } from './helpers/metrics'
 import { get } from './helpers/net'
+import { waitFor } from './helpers/wait'
 
-const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
+/** Resolves once the loop has gone round `samples` sampling intervals (20 ms, the runtime metrics' own), as a delay histogram counts them. */
+async function loopSamples (samples: number): Promise<void> {
+  const histogram = monitorEventLoopDelay({ resolution: 20 })
+  histogram.enable()
+  try {
+    await waitFor(`${samples} event-loop delay samples`, () => histogram.count >= samples, { intervalMs: 20 })
+  } finally {
+    histogram.disable()
+  }
+}
 
 function block (ms: number): void {
   const until = performance.now() + ms
@@ -21,7 +32,7 @@ t.test('an idle app reports its real event-loop delay, not the 20 ms sampling in
   const app = Fastify()
   await app.register(upstreamMetrics)
   t.teardown(() => app.close())
-  await sleep(500)
+  await loopSamples(25)
   const text = (await app.inject('/metrics')).body
   const m = parse(text)
   for (const stat of ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99']) {
@@ -40,9 +51,9 @@ t.test('every reader sees the same event-loop window: a stall shows in every scr
   const app = Fastify()
   await app.register(upstreamMetrics, { listener: { port: 0 } })
   t.teardown(() => app.close())
-  await sleep(100)
+  await loopSamples(5)
   block(200)
-  await sleep(60)
+  await waitFor('the stall in the event-loop delay', async () => parse(await app.upstreamMetrics.metrics()).samples.get('nodejs_eventloop_lag_max_seconds')! >= 0.15)
   // Three readers, idle time between them: each read must still cover the stall.
   const readers = [
     async () => (await app.inject('/metrics')).body,
@@ -52,7 +63,7 @@ t.test('every reader sees the same event-loop window: a stall shows in every scr
   const reads = []
   for (const read of readers) {
     reads.push(parse(await read()))
-    await sleep(100)
+    await loopSamples(5)
   }
   for (const [i, m] of reads.entries()) {
     t.ok(m.samples.get('nodejs_eventloop_lag_max_seconds')! >= 0.15, `read ${i}: the 200 ms stall is in the max (${m.samples.get('nodejs_eventloop_lag_max_seconds')})`)
@@ -66,11 +77,15 @@ t.test('the window rotates on its own timer: a stall leaves the figures after tw
   const stop = startRuntimeMetrics(telemetry.runtimeMeter, { windowMs: 300 })
   t.teardown(async () => { stop(); await telemetry.shutdown() })
   const maxLag = async () => parse(telemetry.serialize(await telemetry.collect())).samples.get('nodejs_eventloop_lag_max_seconds')!
-  await sleep(50)
+  await waitFor('a first event-loop delay sample', async () => await maxLag() !== undefined)
   block(200)
-  await sleep(50)
+  const stalled = performance.now()
+  await waitFor('the stall in the event-loop delay', async () => await maxLag() >= 0.15)
   t.ok(await maxLag() >= 0.15, 'the stall is in the current window')
   t.ok(await maxLag() >= 0.15, 'a second read does not reset it')
-  await sleep(700)
+  // Until a reading without the stall: one with no sample yet (just after a rotation) is not one.
+  const goneAfterMs = await waitFor('the stall to leave the window', async () => await maxLag() < 0.15 && performance.now() - stalled)
   t.ok(await maxLag() < 0.15, 'two windows later it is gone')
+  // The rotation timer runs on libuv's clock, in whole milliseconds: a few ms of slack.
+  t.ok(goneAfterMs >= 300 - 5, `not before a whole window has passed (${goneAfterMs.toFixed(0)} ms)`)
 })
