@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { ioredisAppDir } from './helpers/app-dir'
+import { killOnExit } from './helpers/children'
 
 // Real apps in child processes, in every load order: the Redis clients required (CommonJS) or
 // imported (ESM) before the plugin registers or after it, and after the preload entry. They load
@@ -13,10 +14,10 @@ const IOREDIS_6 = dirname(require.resolve('ioredis-6/package.json'))
 
 async function runApp (args: string[], cwd: string, env: Record<string, string>): Promise<{ stdout: string, stderr: string }> {
   return await new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    killOnExit(execFile(process.execPath, args, { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(Object.assign(err, { stderr }))
       else resolve({ stdout, stderr })
-    })
+    }))
   })
 }
 

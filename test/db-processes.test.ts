@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import pg from 'pg'
 import script from './fixtures/db/script.cjs'
+import { killOnExit } from './helpers/children'
 
 // Real apps in child processes: CommonJS and ESM, pg loaded before or after the plugin,
 // with and without the preload entry. They load the built package (`npm run build`).
@@ -31,10 +32,10 @@ function distFresh (): boolean {
 
 async function runApp (args: string[], env: Record<string, string>): Promise<{ stdout: string, stderr: string }> {
   return await new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { cwd: root, env: { ...process.env, DATABASE_URL: url, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    killOnExit(execFile(process.execPath, args, { cwd: root, env: { ...process.env, DATABASE_URL: url, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(Object.assign(err, { stderr }))
       else resolve({ stdout, stderr })
-    })
+    }))
   })
 }
 

@@ -11,6 +11,7 @@ import { generateTraffic } from '../example/traffic.mjs'
 import { freePort } from './helpers/net'
 import { parse, series } from './helpers/metrics'
 import { waitFor } from './helpers/wait'
+import { killOnExit } from './helpers/children'
 
 // The first start initialises an embedded PostgreSQL cluster: tens of seconds on a loaded machine.
 t.setTimeout(300_000)
@@ -24,11 +25,11 @@ interface Demo { base: string, output: () => string, exited: Promise<unknown>, c
 async function startDemo (t: Test, env: NodeJS.ProcessEnv): Promise<Demo> {
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, ['example/server.mjs'], {
+  const child = killOnExit(spawn(process.execPath, ['example/server.mjs'], {
     cwd: ROOT,
     env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
-  })
+  }))
   let output = ''
   child.stdout.on('data', (c: Buffer) => { output += c.toString() })
   child.stderr.on('data', (c: Buffer) => { output += c.toString() })
@@ -98,9 +99,9 @@ t.test('with its Redis down the demo keeps answering, logs the outage once per i
 
 t.test('npm run traffic -- --help prints the usage; a bad option prints it with status 2, without a stack trace', async (t) => {
   const run = async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => await new Promise((resolve) => {
-    execFile(process.execPath, ['example/traffic.mjs', ...args], { cwd: ROOT, timeout: 10_000 }, (err, stdout, stderr) => {
+    killOnExit(execFile(process.execPath, ['example/traffic.mjs', ...args], { cwd: ROOT, timeout: 10_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? -1, stdout, stderr })
-    })
+    }))
   })
   const help = await run('--help')
   t.equal(help.code, 0)

@@ -11,6 +11,7 @@ import { patchRefs } from '../lib/patch'
 import { key, parse, series } from './helpers/metrics'
 import { freePort, get } from './helpers/net'
 import { deferred } from './helpers/wait'
+import { killOnExit } from './helpers/children'
 
 const fixture = (name: string) => join(__dirname, 'fixtures', name)
 
@@ -232,7 +233,7 @@ t.test('two Fastify instances in one process keep their own metrics', async (t) 
 })
 
 t.test('close() leaves no handles: the process exits by itself', async (t) => {
-  const child = spawn(process.execPath, [fixture('lifecycle.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = killOnExit(spawn(process.execPath, [fixture('lifecycle.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] }))
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += String(d) })
   const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
@@ -245,7 +246,7 @@ t.test('close() leaves no handles: the process exits by itself', async (t) => {
 /** Starts test/fixtures/cluster.mjs (a primary and two workers on one port); killed at teardown. */
 async function startCluster (t: Test, env: Record<string, string>): Promise<number> {
   const port = await freePort()
-  const child = spawn(process.execPath, [fixture('cluster.mjs')], { env: { ...process.env, PORT: String(port), WORKERS: '2', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = killOnExit(spawn(process.execPath, [fixture('cluster.mjs')], { env: { ...process.env, PORT: String(port), WORKERS: '2', ...env }, stdio: ['ignore', 'pipe', 'inherit'] }))
   const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
   t.teardown(() => { clearTimeout(killer); child.kill('SIGTERM') })
   await new Promise<void>((resolve, reject) => {

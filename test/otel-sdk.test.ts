@@ -6,6 +6,7 @@ import t from 'tap'
 import { ownDatabase } from './helpers/database'
 import { installPacked } from './helpers/app-dir'
 import { key, parse } from './helpers/metrics'
+import { killOnExit } from './helpers/children'
 
 // The packed tarball installed, with no flags, into an app that already runs the OpenTelemetry SDK: the
 // newest @opentelemetry/sdk-node and the previous minor of its line, each with the pg and ioredis
@@ -49,10 +50,10 @@ for (const { sdk, instrumentationPg, instrumentationIoredis } of SDKS) {
     const databaseUrl = new URL(url.href)
     databaseUrl.pathname = `/${database}`
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['app.cjs'], { cwd: dir, env: { ...process.env, DATABASE_URL: databaseUrl.href, REDIS_URL: 'redis://127.0.0.1:6379/0', KEY_PREFIX: `um-otel-sdk-${process.pid}` }, timeout: 60_000 }, (err, stdout, stderr) => {
+      killOnExit(execFile(process.execPath, ['app.cjs'], { cwd: dir, env: { ...process.env, DATABASE_URL: databaseUrl.href, REDIS_URL: 'redis://127.0.0.1:6379/0', KEY_PREFIX: `um-otel-sdk-${process.pid}` }, timeout: 60_000 }, (err, stdout, stderr) => {
         if (err !== null) reject(new Error(`${err.message}\n${stderr}`))
         else resolve(stdout)
-      })
+      }))
     })
     const report = JSON.parse(out) as Report
     t.equal(report.versions.sdk, sdk)

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
+import { killPidsOnExit } from './helpers/children'
 import { key, parse } from './helpers/metrics'
 import { freePort } from './helpers/net'
 import { waitFor } from './helpers/wait'
@@ -27,7 +28,17 @@ app.listen({ port: Number(process.env.PORT) }).catch((err) => { console.error(er
 // Its own PM2 daemon, state and logs, killed at the end. An app's environment is the one `pm2 start` runs in.
 const PM2_HOME = join(base.dir, 'pm2-home')
 const pm2 = (args: string[], env: NodeJS.ProcessEnv = {}): string => npm(['exec', '--', 'pm2', ...args], app, { PM2_HOME, ...env })
-t.teardown(() => { pm2(['kill']) })
+let daemonKilled = false
+t.teardown(() => { pm2(['kill']); daemonKilled = true })
+// Should the file end before that teardown runs (a timeout): the daemon and its apps, by their pid files.
+killPidsOnExit(() => daemonKilled ? [] : pidFiles(PM2_HOME))
+
+function pidFiles (home: string): number[] {
+  const read = (file: string): number => { try { return Number(readFileSync(file, 'utf8').trim()) } catch { return NaN } }
+  let apps: string[] = []
+  try { apps = readdirSync(join(home, 'pids')).map((f) => join(home, 'pids', f)) } catch {}
+  return [join(home, 'pm2.pid'), ...apps].map(read).filter((pid) => Number.isInteger(pid) && pid > 0)
+}
 
 async function samples (url: string): Promise<Map<string, number> | undefined> {
   const res = await fetch(url).catch(() => undefined)

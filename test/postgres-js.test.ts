@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import { ownDatabase } from './helpers/database'
 import { POSTGRES_JS_WARNING } from '../lib/db/postgres-js'
 import { key, parse } from './helpers/metrics'
+import { killOnExit } from './helpers/children'
 
 // postgres.js from npm against the real PostgreSQL. Version 4 is measured through its diagnostics
 // channels, in the same django_db_* / django_model_* series as pg; version 3 cannot be, and an app
@@ -29,10 +30,10 @@ async function run (t: Test, postgresCopy: string, file: string, source: string,
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'postgres-js-app', private: true, ...manifest }))
   writeFileSync(join(dir, file), source)
   return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [...args, file], { cwd: dir, env: { ...process.env, DATABASE_URL: databaseUrl.href }, timeout: 30_000 }, (err, stdout, stderr) => {
+    killOnExit(execFile(process.execPath, [...args, file], { cwd: dir, env: { ...process.env, DATABASE_URL: databaseUrl.href }, timeout: 30_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(new Error(`${err.message}\n${stderr}`))
       else resolve({ stdout, stderr })
-    })
+    }))
   })
 }
 

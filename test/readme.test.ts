@@ -6,6 +6,7 @@ import t from 'tap'
 import { resolveOptions } from '../lib/options'
 import { freePort, get } from './helpers/net'
 import { waitFor } from './helpers/wait'
+import { killOnExit } from './helpers/children'
 
 const root = join(__dirname, '..')
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
@@ -83,7 +84,7 @@ for (const sample of samples) {
 
     const port = await freePort()
     const base = `http://127.0.0.1:${port}`
-    const child = spawn(process.execPath, [sample.file], { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const child = killOnExit(spawn(process.execPath, [sample.file], { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), true)
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
     child.stderr.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { installPacked } from './helpers/app-dir'
+import { killOnExit } from './helpers/children'
 
 // The typings the Fastify way, checked by the real compiler in the five setups TypeScript users have:
 // CommonJS and ESM under node16 and nodenext, and ESM under a bundler; each strict, with
@@ -106,7 +107,7 @@ t.test('the packed typings in CJS node16/nodenext, ESM node16/nodenext and bundl
     }))
     const checked = Date.now()
     const diagnostics = await new Promise<string | undefined>((resolve) => {
-      execFile(process.execPath, [tsc, '-p', '.'], { cwd: project, encoding: 'utf8', timeout: 90_000 }, (err, stdout) => resolve(err === null ? undefined : stdout || String(err)))
+      killOnExit(execFile(process.execPath, [tsc, '-p', '.'], { cwd: project, encoding: 'utf8', timeout: 90_000 }, (err, stdout) => resolve(err === null ? undefined : stdout || String(err))))
     })
     t.equal(diagnostics, undefined, `${setup.name}: type-checks, every expected error present`)
     t.comment(`${setup.name}: tsc ${((Date.now() - checked) / 1000).toFixed(1)} s`)

@@ -9,6 +9,7 @@ import { Queue, Worker } from 'bullmq'
 import upstreamMetrics from '../lib/index'
 import { CELERY_STATES } from '../lib/worker/collector'
 import { parse as parseExposition } from './helpers/metrics'
+import { killOnExit } from './helpers/children'
 import {
   REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, freePort, key, scrape, startCollector, startExporter, startProxy, startRedis, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
@@ -64,7 +65,7 @@ t.test('the worker option: a request blocks the app while a burst outruns the st
   const dir = mkdtempSync(join(tmpdir(), 'umw-blocked-'))
   const go = join(dir, 'go')
   // Producer and worker in another process, which starts its burst when the file `go` appears.
-  const burst = spawn(process.execPath, ['-e', `
+  const burst = killOnExit(spawn(process.execPath, ['-e', `
     const { existsSync } = require('node:fs')
     const { Queue, Worker } = require('bullmq')
     const connection = ${JSON.stringify(connection)}
@@ -76,7 +77,7 @@ t.test('the worker option: a request blocks the app while a burst outruns the st
       await queue.addBulk(Array.from({ length: 600 }, () => ({ name: 'p', data: {} })))
     }, 10)
     process.on('SIGTERM', async () => { await worker.close(true); await queue.close(); process.exit(0) })
-  `], { stdio: 'ignore', cwd: join(__dirname, '..') })
+  `], { stdio: 'ignore', cwd: join(__dirname, '..') }))
   let logs = ''
   const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { logs += line } } } })
   await app.register(upstreamMetrics, { runtimeMetrics: false, worker: { broker: REDIS_URL, queues: ['p'], prefix } })

@@ -7,6 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { killOnExit } from './children'
 
 const root = join(__dirname, '..', '..')
 
@@ -86,7 +87,7 @@ export interface Running {
 }
 
 export function run (command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(...asUser(command, args), { cwd, env: userEnv(env), stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const child = killOnExit(spawn(...asUser(command, args), { cwd, env: userEnv(env), stdio: ['ignore', 'pipe', 'pipe'], detached: true }), true)
   let output = ''
   const waiters = new Set<() => void>()
   const append = (chunk: Buffer): void => {

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import { stringify } from 'yaml'
+import { killOnExit } from './children'
 import { freePort } from './net'
 import { waitFor } from './wait'
 
@@ -26,7 +27,7 @@ export interface StartOptions {
  */
 export function startProcess (t: Test, name: string, command: string, args: string[], env: NodeJS.ProcessEnv, options: StartOptions = {}): Started {
   const { onLine, group = false } = options
-  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: group })
+  const child = killOnExit(spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: group }), group)
   let head = ''
   let tail = ''
   const keep = (chunk: Buffer): void => {
