@@ -223,9 +223,14 @@ t.test('concurrent scrapes share one collection and one serialization', async (t
   await app.register(upstreamMetrics, { runtimeMetrics: false, countScrape: false })
   t.teardown(() => app.close())
   let calls = 0
+  // The collection lasts until all 20 scrapes are in: from its onRequest hook, the 20th reaches the
+  // scrape handler in microtasks, before the next turn of the loop.
+  let arrived = 0
+  const allArrived = deferred()
+  app.addHook('onRequest', async () => { if (++arrived === 20) setImmediate(allArrived.resolve) })
   app.upstreamMetrics.meter.createObservableGauge('shop_slow_depth').addCallback(async (result) => {
     calls++
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await allArrived.promise
     result.observe(1)
   })
   const responses = await Promise.all(Array.from({ length: 20 }, async () => await app.inject('/metrics')))
