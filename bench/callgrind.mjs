@@ -1,6 +1,6 @@
 // Instructions per request under valgrind's callgrind: load-independent, so usable on a busy
 // machine. node bench/callgrind.mjs [--runs=bare,empty-hooks,plugin,plugin@other/dist]
-// [--warmup=N] [--requests=N]. Each run is bench/server.mjs with that setup (and that build of
+// [--warmup=N] [--requests=N] (CG_NODE_FLAGS: more node flags, e.g. --no-concurrent-recompilation). Each run is bench/server.mjs with that setup (and that build of
 // the plugin, `dist` unless given) under callgrind, uninstrumented until warm; then only the
 // main thread's instructions over the measured requests are counted. One connection, so every
 // request is one turn of the event loop. Repeat a setup in --runs to see the run-to-run spread.
@@ -35,7 +35,7 @@ async function measure (setup, dist) {
   const out = mkdtempSync(join(tmpdir(), 'callgrind-'))
   const child = fork(join(here, 'server.mjs'), [setup], {
     execPath: 'valgrind',
-    execArgv: ['--tool=callgrind', '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16'],
+    execArgv: ['--tool=callgrind', '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16', ...(process.env.CG_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, BENCH_DIST: dist },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
   })
