@@ -88,23 +88,14 @@ export class QueueSnapshots {
     })
     const jobs = new Map<string, Job>()
     let untracked = 0
-    for (let start = 0; start < ids.length; start += HASH_BATCH) {
-      const pipeline = this.command().pipeline()
-      const batch = ids.slice(start, start + HASH_BATCH)
-      for (const [id] of batch) pipeline.hmget(jobKey(keys, id), ...SNAPSHOT_FIELDS)
-      const rows = await pipeline.exec()
-      if (rows === null) throw new Error('snapshot pipeline discarded')
-      batch.forEach(([id, kind], i) => {
-        const [err, values] = rows[i]!
-        if (err !== null) throw err
-        const row = jobRow(values as Array<string | null>)
-        if (row === undefined) {
-          untracked++
-          return
-        }
-        jobs.set(id, { label: this.recorder.label(row.name), hostname: row.worker, ...snapshotState(kind, row) })
-      })
-    }
+    await this.readJobs(q, ids, SNAPSHOT_FIELDS, 'snapshot', ([id, kind], values) => {
+      const row = jobRow(values)
+      if (row === undefined) {
+        untracked++
+        return
+      }
+      jobs.set(id, { label: this.recorder.label(row.name), hostname: row.worker, ...snapshotState(kind, row) })
+    })
     const before = q.jobs
     const recovered = finished === undefined ? undefined : await this.recoverFinished(q, before, finished as [string[], string[]])
     for (const job of q.jobs.values()) this.recorder.setState(q, job, undefined)
@@ -140,34 +131,41 @@ export class QueueSnapshots {
       ...completed.filter((id) => !q.recentFinishes.has(id)).map((id): [string, FinishedState] => [id, 'SUCCESS']),
       ...failed.filter((id) => !q.recentFinishes.has(id)).map((id): [string, FinishedState] => [id, 'FAILURE'])
     ]
-    for (let start = 0; start < gap.length; start += HASH_BATCH) {
+    await this.readJobs(q, gap, FINISHED_FIELDS, 'finished jobs', ([id, state], values) => {
+      const row = finishedRow(values)
+      if (row === undefined) {
+        recovered.unreadable++
+        return
+      }
+      // The transitions its events would have told: sent (unless tracked), started (unless seen), finished.
+      const prior = before.get(id)
+      const labels = { name: prior?.label ?? this.recorder.label(row.name), queue: q.name, hostname: row.worker ?? prior?.hostname }
+      if (prior === undefined) this.recorder.sent(labels)
+      const started = prior?.state === 'STARTED' || prior?.state === 'RETRY'
+      if (!started && Number.isFinite(row.processedOn)) {
+        const since = prior !== undefined && Number.isFinite(prior.since) ? prior.since : row.timestamp + row.delay
+        this.recorder.started(labels, Math.max(0, row.processedOn - since) / 1000)
+      }
+      const runtime = state === 'SUCCESS' && Number.isFinite(row.processedOn) && Number.isFinite(row.finishedOn) ? Math.max(0, row.finishedOn - row.processedOn) / 1000 : undefined
+      this.recorder.finished(labels, state, runtime, row.stacktrace)
+      recovered[state === 'SUCCESS' ? 'succeeded' : 'failed']++
+    })
+    return recovered
+  }
+
+  /** HMGET of `fields` from the hash of each job, `HASH_BATCH` a round trip; `each` takes a batch's rows before the next is read. */
+  private async readJobs<T extends readonly [string, unknown]> (q: QueueState, jobs: readonly T[], fields: readonly string[], what: string, each: (job: T, values: Array<string | null>) => void): Promise<void> {
+    for (let start = 0; start < jobs.length; start += HASH_BATCH) {
       const pipeline = this.command().pipeline()
-      const batch = gap.slice(start, start + HASH_BATCH)
-      for (const [id] of batch) pipeline.hmget(jobKey(q.keys, id), ...FINISHED_FIELDS)
+      const batch = jobs.slice(start, start + HASH_BATCH)
+      for (const [id] of batch) pipeline.hmget(jobKey(q.keys, id), ...fields)
       const rows = await pipeline.exec()
-      if (rows === null) throw new Error('finished jobs pipeline discarded')
-      batch.forEach(([id, state], i) => {
+      if (rows === null) throw new Error(`${what} pipeline discarded`)
+      batch.forEach((job, i) => {
         const [err, values] = rows[i]!
         if (err !== null) throw err
-        const row = finishedRow(values as Array<string | null>)
-        if (row === undefined) {
-          recovered.unreadable++
-          return
-        }
-        // The transitions its events would have told: sent (unless tracked), started (unless seen), finished.
-        const prior = before.get(id)
-        const labels = { name: prior?.label ?? this.recorder.label(row.name), queue: q.name, hostname: row.worker ?? prior?.hostname }
-        if (prior === undefined) this.recorder.sent(labels)
-        const started = prior?.state === 'STARTED' || prior?.state === 'RETRY'
-        if (!started && Number.isFinite(row.processedOn)) {
-          const since = prior !== undefined && Number.isFinite(prior.since) ? prior.since : row.timestamp + row.delay
-          this.recorder.started(labels, Math.max(0, row.processedOn - since) / 1000)
-        }
-        const runtime = state === 'SUCCESS' && Number.isFinite(row.processedOn) && Number.isFinite(row.finishedOn) ? Math.max(0, row.finishedOn - row.processedOn) / 1000 : undefined
-        this.recorder.finished(labels, state, runtime, row.stacktrace)
-        recovered[state === 'SUCCESS' ? 'succeeded' : 'failed']++
+        each(job, values as Array<string | null>)
       })
     }
-    return recovered
   }
 }
