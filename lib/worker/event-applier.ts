@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import { STACKTRACE_FIELD, WORKER_FIELD, compareIds, entryTime, jobKey, markStalledRequeues, schedulerOf, streamEvent, type JobEvent } from './bullmq-layout'
 import { next } from './celery-states'
+import { JobFields } from './job-fields'
 import type { JobRecorder } from './job-recorder'
 import type { JobLabels } from './lifecycle'
 import type { Job, QueueState } from './queues'
@@ -13,6 +14,8 @@ import type { StreamFollower, StreamRead } from './stream-follower'
  * stream read again from its start.
  */
 export class EventApplier {
+  private readonly fields = new JobFields()
+
   constructor (
     private readonly command: () => Redis,
     private readonly recorder: JobRecorder,
@@ -58,14 +61,12 @@ export class EventApplier {
     const names = new Map<string, string | null>()
     const details = new Map<string, string | null>()
     if (unknown.size > 0 || detailed.length > 0) {
-      const pipeline = this.command().pipeline()
-      for (const id of unknown) pipeline.hget(jobKey(q.keys, id), 'name')
-      for (const [, e] of detailed) pipeline.hget(jobKey(q.keys, e.jobId), e.type === 'active' ? WORKER_FIELD : STACKTRACE_FIELD)
-      const rows = await pipeline.exec()
-      if (rows === null) throw new Error('name pipeline discarded')
-      for (const [err] of rows) if (err !== null) throw err;
-      [...unknown].forEach((id, i) => names.set(id, rows[i]![1] as string | null))
-      detailed.forEach(([id], i) => details.set(id, rows[unknown.size + i]![1] as string | null))
+      const values = await this.fields.read(this.command(), [
+        ...[...unknown].map((id) => [jobKey(q.keys, id), 'name'] as const),
+        ...detailed.map(([, e]) => [jobKey(q.keys, e.jobId), e.type === 'active' ? WORKER_FIELD : STACKTRACE_FIELD] as const)
+      ]);
+      [...unknown].forEach((id, i) => names.set(id, values[i]!))
+      detailed.forEach(([id], i) => details.set(id, values[unknown.size + i]!))
     }
     parsed.forEach(([id, e], i) => {
       q.stream.lastId = id
