@@ -31,7 +31,7 @@ const allDone = new Promise((resolve) => worker.on('completed', () => { if (++do
 const cpuBefore = cpuSeconds(child.pid)
 const start = Date.now()
 for (let i = 0; i < JOBS; i += 500) await queue.addBulk(Array.from({ length: Math.min(500, JOBS - i) }, () => ({ name: 'job', data: {} })))
-await Promise.race([allDone, sleep(120_000)])
+await Promise.race([allDone, sleep(120_000, undefined, { ref: false })])
 const workersDone = Date.now()
 let seen = 0
 for (let i = 0; i < 1200 && seen < JOBS; i++) { seen = await success(); if (seen < JOBS) await sleep(25) }

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import Fastify from 'fastify'
 import { Queue, Worker } from 'bullmq'
+import IORedis from 'ioredis'
 import upstreamMetrics from '../lib/index'
 import { CELERY_STATES } from '../lib/worker/collector'
 import { parse as parseExposition } from './helpers/metrics'
@@ -272,4 +273,38 @@ t.test('WRONGPASS from Redis: the worker option logs no credential', async (t) =
   await until(async () => logs, (l) => /WRONGPASS|invalid username-password/.test(l), 'the authentication error logged')
   t.notMatch(logs, 'rotated-pw-4711', 'the password is in no log line')
   t.notMatch(logs, '"args"', 'no command arguments either')
+})
+
+t.test('a Redis user that may not run scripts (ACL -@scripting): job names, workers and stacks are read all the same', async (t) => {
+  class SmtpDown extends Error {
+    name = 'SmtpDown'
+  }
+  const port = await freePort()
+  const redis = await startRedis(port, ['--user', 'exporter', 'on', '>exporter-pw', '~*', '&*', '+@all', '-@scripting'])
+  const broker = `redis://exporter:exporter-pw@127.0.0.1:${port}/0`
+  const direct = { host: '127.0.0.1', port }
+  const prefix = uniquePrefix('noscripts')
+  const queue = new Queue('q', { connection: direct, prefix })
+  const { metrics, logs, close } = await startCollector({ broker, queues: ['q'], prefix })
+  const worker = new Worker('q', async (job) => { if (job.name === 'boom') throw new SmtpDown('no relay') }, { connection: direct, prefix, name: 'w1@host-a' })
+  t.teardown(async () => {
+    await worker.close(true)
+    await queue.close()
+    await close()
+    redis.kill('SIGKILL')
+    await once(redis, 'exit')
+  })
+  const probe = new IORedis(broker)
+  await t.rejects(probe.eval('return 1', 0), /NOPERM/, 'the exporter\'s user may not run a script')
+  probe.disconnect()
+  await until(async () => logs, (l) => l.includes('upstream-metrics-worker: Connected to broker'), 'the collector connected')
+
+  await queue.add('send', {})
+  await queue.add('send', {})
+  await queue.add('boom', {})
+  const at = (name: string): Record<string, string> => ({ name, hostname: 'host-a', queue_name: 'q' })
+  const s = await until(metrics, (s) => tasks(s).SUCCESS === 2 && tasks(s).FAILURE === 1, 'the three jobs finished')
+  t.equal(s.get(key('celery_task_succeeded_total', at('send'))), 2, 'the worker read off each job on `active`')
+  t.equal(s.get(key('celery_task_failed_total', { ...at('boom'), exception: 'SmtpDown' })), 1, 'the failure\'s stack read')
+  t.notOk(logs.some((l) => l.includes('following the queues failed')), 'no read failed')
 })

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import { compareIds } from './bullmq-layout'
 
@@ -70,6 +71,8 @@ export interface StreamFollowerOptions {
   blockMs: number
   /** Entries read per stream and round trip. */
   count: number
+  /** How long entries may gather after a wake before they are read: each wake costs round trips however few it reads. */
+  gatherMs: number
 }
 
 /**
@@ -166,6 +169,7 @@ export class StreamFollower {
       const s = byKey.get(key)
       if (s !== undefined) this.behind.add(s)
     }
+    if (this.behind.size > 0 && running()) await sleep(this.options.gatherMs)
   }
 
   /**
