@@ -131,11 +131,13 @@ export class QueueSnapshots {
       ...completed.filter((id) => !q.recentFinishes.has(id)).map((id): [string, FinishedState] => [id, 'SUCCESS']),
       ...failed.filter((id) => !q.recentFinishes.has(id)).map((id): [string, FinishedState] => [id, 'FAILURE'])
     ]
-    await this.readJobs(q, gap, FINISHED_FIELDS, 'finished jobs', ([id, state], values) => {
-      const row = finishedRow(values)
+    // Every batch is read before any is counted: a read that fails part-way is retried whole, counted once.
+    const rows: Array<[string, FinishedState, ReturnType<typeof finishedRow>]> = []
+    await this.readJobs(q, gap, FINISHED_FIELDS, 'finished jobs', ([id, state], values) => { rows.push([id, state, finishedRow(values)]) })
+    for (const [id, state, row] of rows) {
       if (row === undefined) {
         recovered.unreadable++
-        return
+        continue
       }
       // The transitions its events would have told: sent (unless tracked), started (unless seen), finished.
       const prior = before.get(id)
@@ -149,7 +151,7 @@ export class QueueSnapshots {
       const runtime = state === 'SUCCESS' && Number.isFinite(row.processedOn) && Number.isFinite(row.finishedOn) ? Math.max(0, row.finishedOn - row.processedOn) / 1000 : undefined
       this.recorder.finished(labels, state, runtime, row.stacktrace)
       recovered[state === 'SUCCESS' ? 'succeeded' : 'failed']++
-    })
+    }
     return recovered
   }
 
