@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Queue, Worker } from 'bullmq'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, key, scrape, startExporter, tasks, uniquePrefix, until
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, followedQueue, key, scrape, startExporter, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
@@ -16,28 +16,19 @@ const succeeded = (s: Map<string, number>, name: string, queue: string): number 
   s.get(key('celery_task_succeeded_total', { name, hostname: 'w1', queue_name: queue })) ?? 0
 
 t.test('a burst while the exporter is paused past the stream\'s length: jobs finished in the gap are counted exactly from the completed and failed sets', async (t) => {
-  const prefix = uniquePrefix('exact')
-  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'e', '--prefix', prefix])
-  const queue = new Queue('e', { connection, prefix, ...SHORT_STREAM })
-  const worker = new Worker('e', async (job) => { if (job.name === 'bad') throw new Error('no'); return 'ok' }, { connection, prefix, concurrency: 50, name: 'w1' })
-  t.teardown(async () => {
-    exporter.child.kill('SIGCONT')
-    exporter.child.kill('SIGKILL')
-    await worker.close(true)
-    await queue.close()
-    await dropPrefix(prefix)
+  const { exporter, queue, worker, burst } = await followedQueue(t, 'e', {
+    tag: 'exact',
+    queue: SHORT_STREAM,
+    worker: { name: 'w1' },
+    processor: async (job) => { if (job.name === 'bad') throw new Error('no'); return 'ok' },
+    firstJob: 'good'
   })
-  await exporter.waitFor('Connected to broker')
-  await queue.add('good', {})
-  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
 
   exporter.child.kill('SIGSTOP')
-  const burst = finished(worker, 700)
-  await queue.addBulk([
-    ...Array.from({ length: 600 }, () => ({ name: 'good', data: {} })),
-    ...Array.from({ length: 100 }, () => ({ name: 'bad', data: {} }))
+  await burst([
+    ...Array.from({ length: 600 }, () => ({ name: 'good' })),
+    ...Array.from({ length: 100 }, () => ({ name: 'bad' }))
   ])
-  await burst
   exporter.child.kill('SIGCONT')
 
   const s = await until(async () => await scrape(exporter.url), (s) => lost(s, 'e') > 0 && tasks(s).SUCCESS >= 601, 'the gap reconciled')
@@ -59,24 +50,9 @@ t.test('a burst while the exporter is paused past the stream\'s length: jobs fin
 })
 
 t.test('jobs removed on completion cannot be recovered: they stay reported as lost, and the log says why', async (t) => {
-  const prefix = uniquePrefix('removed')
-  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'r', '--prefix', prefix])
-  const queue = new Queue('r', { connection, prefix, ...SHORT_STREAM, defaultJobOptions: { removeOnComplete: true } })
-  const worker = new Worker('r', async () => 'ok', { connection, prefix, concurrency: 50 })
-  t.teardown(async () => {
-    exporter.child.kill('SIGCONT')
-    exporter.child.kill('SIGKILL')
-    await worker.close(true)
-    await queue.close()
-    await dropPrefix(prefix)
-  })
-  await exporter.waitFor('Connected to broker')
-  await queue.add('j', {})
-  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+  const { exporter, burst } = await followedQueue(t, 'r', { tag: 'removed', queue: { ...SHORT_STREAM, defaultJobOptions: { removeOnComplete: true } }, firstJob: 'j' })
   exporter.child.kill('SIGSTOP')
-  const burst = finished(worker, 300)
-  await queue.addBulk(Array.from({ length: 300 }, () => ({ name: 'j', data: {} })))
-  await burst
+  await burst(Array.from({ length: 300 }, () => ({ name: 'j' })))
   exporter.child.kill('SIGCONT')
   const s = await until(async () => await scrape(exporter.url), (s) => lost(s, 'r') > 0, 'the loss reported')
   t.ok(tasks(s).SUCCESS < 301, 'removed jobs are not invented')

@@ -12,7 +12,7 @@ import { CELERY_STATES } from '../lib/worker/collector'
 import { parse as parseExposition } from './helpers/metrics'
 import { killOnExit } from './helpers/children'
 import {
-  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, freePort, key, scrape, startCollector, startExporter, startProxy, startRedis, tasks, uniquePrefix, until
+  REDIS_URL, byName, connection, dropPrefix, ensureBuilt, finished, followedQueue, freePort, key, scrape, startCollector, startProxy, startRedis, tasks, uniquePrefix, until
 } from './fixtures/worker-harness'
 
 ensureBuilt()
@@ -23,26 +23,11 @@ const SHORT_STREAM = { streams: { events: { maxLen: 100 } } }
 const lost = (s: Map<string, number>, queue: string): number => s.get(key('upstream_metrics_worker_events_lost_total', { queue_name: queue })) ?? 0
 
 t.test('a burst while the exporter process is paused past the stream\'s length: the loss is counted and logged once, then counting is exact again', async (t) => {
-  const prefix = uniquePrefix('paused')
-  const exporter = await startExporter(['--broker', REDIS_URL, '--queue', 'b', '--prefix', prefix])
-  const queue = new Queue('b', { connection, prefix, ...SHORT_STREAM })
-  const worker = new Worker('b', async () => 'ok', { connection, prefix, concurrency: 50 })
-  t.teardown(async () => {
-    exporter.child.kill('SIGCONT')
-    exporter.child.kill('SIGKILL')
-    await worker.close(true)
-    await queue.close()
-    await dropPrefix(prefix)
-  })
-  await exporter.waitFor('Connected to broker')
-  await queue.add('j', {})
-  const calm = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+  const { exporter, queue, worker, first: calm, burst } = await followedQueue(t, 'b', { tag: 'paused', queue: SHORT_STREAM, firstJob: 'j' })
   t.equal(calm.get(key('upstream_metrics_worker_events_lost_total', { queue_name: 'b' })), 0, 'exposed at 0 before any loss')
 
   exporter.child.kill('SIGSTOP')
-  const burst = finished(worker, 600)
-  await queue.addBulk(Array.from({ length: 600 }, () => ({ name: 'j', data: {} })))
-  await burst
+  await burst(Array.from({ length: 600 }, () => ({ name: 'j' })))
   exporter.child.kill('SIGCONT')
 
   const s = await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 601 || lost(s, 'b') > 0, 'the burst counted or its loss reported')
@@ -140,25 +125,10 @@ t.test('one addBulk longer than the event stream: every job is found, counted an
 })
 
 t.test('connections reset for a while, a burst outruns the stream meanwhile: the loss is reported as such, the finished jobs recovered', async (t) => {
-  const prefix = uniquePrefix('reset')
   const proxy = await startProxy(6379)
-  const exporter = await startExporter(['--broker', `redis://127.0.0.1:${proxy.port}/6`, '--queue', 'r', '--prefix', prefix])
-  const queue = new Queue('r', { connection, prefix, ...SHORT_STREAM })
-  const worker = new Worker('r', async () => 'ok', { connection, prefix, concurrency: 50 })
-  t.teardown(async () => {
-    exporter.child.kill('SIGKILL')
-    await worker.close(true)
-    await queue.close()
-    await proxy.close()
-    await dropPrefix(prefix)
-  })
-  await exporter.waitFor('Connected to broker')
-  await queue.add('r', {})
-  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+  const { exporter, burst } = await followedQueue(t, 'r', { tag: 'reset', broker: `redis://127.0.0.1:${proxy.port}/6`, proxy, queue: SHORT_STREAM })
   proxy.reset()
-  const burst = finished(worker, 500)
-  await queue.addBulk(Array.from({ length: 500 }, () => ({ name: 'r', data: {} })))
-  await burst
+  await burst(Array.from({ length: 500 }, () => ({ name: 'r' })))
   proxy.accept()
   await exporter.waitFor('Connected to broker', 2)
   const s = await until(async () => await scrape(exporter.url), (s) => lost(s, 'r') > 0, 'the loss reported')
@@ -170,25 +140,10 @@ t.test('connections reset for a while, a burst outruns the stream meanwhile: the
 })
 
 t.test('a gap recovery whose connection stops answering half-way through the finished jobs: retried, every job counted once', async (t) => {
-  const prefix = uniquePrefix('cut')
   const proxy = await startProxy(6379)
-  const exporter = await startExporter(['--broker', `redis://127.0.0.1:${proxy.port}/6`, '--queue', 'c', '--prefix', prefix])
-  const queue = new Queue('c', { connection, prefix, ...SHORT_STREAM })
-  const worker = new Worker('c', async () => 'ok', { connection, prefix, concurrency: 50 })
-  t.teardown(async () => {
-    exporter.child.kill('SIGKILL')
-    await worker.close(true)
-    await queue.close()
-    await proxy.close()
-    await dropPrefix(prefix)
-  })
-  await exporter.waitFor('Connected to broker')
-  await queue.add('c', {})
-  await until(async () => await scrape(exporter.url), (s) => tasks(s).SUCCESS === 1, 'the first job')
+  const { exporter, burst } = await followedQueue(t, 'c', { tag: 'cut', broker: `redis://127.0.0.1:${proxy.port}/6`, proxy, queue: SHORT_STREAM })
   proxy.reset()
-  const burst = finished(worker, 2500)
-  await queue.addBulk(Array.from({ length: 2500 }, () => ({ name: 'c', data: {} })))
-  await burst
+  await burst(Array.from({ length: 2500 }, () => ({ name: 'c' })))
   // The finished jobs' hashes are read 1,000 a round trip: the connection stops answering inside the second round
   // (ioredis would resend what a reset connection left unanswered); its commands time out and it is replaced.
   const frozen = proxy.freezeAt('HMGET', 1500)
