@@ -186,14 +186,17 @@ t.test('a series counted by several workers keeps the earliest start time (its _
   t.same(starts(totals.answer()), [early, early], 'across a gone worker too')
 })
 
+/** An exemplar of 0.5 with these ids, as the store makes one. */
+const exemplar = (trace: string, timestamp: string, span = 's') => ({ labels: { trace_id: trace, span_id: span }, value: 0.5, timestamp })
+/** Histogram `h` with these bucket counts, its one point carrying `exemplars` (one per bucket). */
+function withExemplars (sum: number, counts: number[], exemplars: unknown[] | undefined): MetricData {
+  const metric = histogram('h', sum, counts)
+  return { ...metric, dataPoints: (metric.dataPoints as any[]).map((p) => ({ ...p, value: { ...p.value, exemplars } })) } as MetricData
+}
+
 t.test('histogram exemplars: each bucket keeps the most recent of the workers\' exemplars, in either order', async (t) => {
-  const exemplar = (trace: string, timestamp: string) => ({ labels: { trace_id: trace, span_id: 's' }, value: 0.5, timestamp })
-  const withExemplars = (exemplars: unknown[]): MetricData => {
-    const metric = histogram('h', 1, [1, 1])
-    return { ...metric, dataPoints: (metric.dataPoints as any[]).map((p) => ({ ...p, value: { ...p.value, exemplars } })) } as MetricData
-  }
-  const one = collection(withExemplars([exemplar('old', '100.5'), exemplar('newer', '300')]))
-  const two = collection(withExemplars([exemplar('new', '200.25'), undefined]))
+  const one = collection(withExemplars(1, [1, 1], [exemplar('old', '100.5'), exemplar('newer', '300')]))
+  const two = collection(withExemplars(1, [1, 1], [exemplar('new', '200.25'), undefined]))
   const exemplarsOf = (answer: ScopeMetrics[]) => (answer[0]!.metrics[0]!.dataPoints[0]!.value as { exemplars?: Array<{ labels: { trace_id: string } } | undefined> }).exemplars?.map((e) => e?.labels.trace_id)
   t.same(exemplarsOf(mergeScopeMetrics([one, two])), ['new', 'newer'])
   t.same(exemplarsOf(mergeScopeMetrics([two, one])), ['new', 'newer'])
@@ -202,13 +205,9 @@ t.test('histogram exemplars: each bucket keeps the most recent of the workers\' 
 })
 
 t.test('exemplars from workers with empty buckets (null over IPC) and from a gone worker', async (t) => {
-  const exemplar = (trace: string, timestamp: string) => ({ labels: { trace_id: trace.repeat(32), span_id: trace.repeat(16) }, value: 0.5, timestamp })
-  const withExemplars = (sum: number, counts: number[], exemplars: unknown[] | undefined): MetricData => {
-    const metric = histogram('h', sum, counts)
-    return { ...metric, dataPoints: (metric.dataPoints as any[]).map((p) => ({ ...p, value: { ...p.value, exemplars } })) } as MetricData
-  }
-  const older = collection(withExemplars(1, [1, 1], [exemplar('a', '100.000'), exemplar('b', '300.000')]))
-  const newer = collection(withExemplars(1, [1, 0], [exemplar('c', '200.000'), undefined]))
+  const full = (id: string, timestamp: string) => exemplar(id.repeat(32), timestamp, id.repeat(16))
+  const older = collection(withExemplars(1, [1, 1], [full('a', '100.000'), full('b', '300.000')]))
+  const newer = collection(withExemplars(1, [1, 0], [full('c', '200.000'), undefined]))
   const none = collection(histogram('h', 1, [1, 0]))
   const kept = (answer: ScopeMetrics[]) => ((answer[0]!.metrics[0]!.dataPoints[0]!.value as { exemplars?: Array<{ labels: { trace_id: string } } | undefined> }).exemplars ?? []).map((e) => e?.labels.trace_id[0])
   for (const order of [[older, newer, none], [none, newer, older], [newer, none, older]]) {
