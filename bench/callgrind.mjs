@@ -50,19 +50,23 @@ async function measure (setup, dist) {
   // The main thread's part of the dump taken after the measured requests: V8's compiler and GC
   // helper threads run on their own schedule. (With --single-threaded they land on the main thread,
   // and a major GC or a tier-up inside the window moved the same setup by up to ±4 % between runs.)
-  const dump = readdirSync(out).find((f) => /\.1-01$/.test(f))
-  const totals = readFileSync(join(out, dump), 'utf8').match(/^(?:summary|totals): (\d+)/m)
+  const dumps = readdirSync(out).filter((f) => /-01$/.test(f))
+  const instructions = (file) => Number(readFileSync(join(out, file), 'utf8').match(/^(?:summary|totals): (\d+)/m)[1])
+  const main = instructions(dumps.find((f) => /\.1-01$/.test(f)))
+  const all = dumps.reduce((sum, f) => sum + instructions(f), 0)
+  if (process.env.CG_KEEP) execFileSync('cp', [join(out, dumps.find((f) => /\.1-01$/.test(f))), join(process.env.CG_KEEP, `${setup}.${child.pid}.cg`)])
   rmSync(out, { recursive: true, force: true })
   const answered = result.requests.total
   if (result.non2xx + result.errors > 0) throw new Error(`${setup}: ${result.non2xx + result.errors} failed requests`)
-  return Number(totals[1]) / answered
+  return { perRequest: main / answered, allThreads: all / answered }
 }
 
 const rows = []
 for (const { setup, dist } of runs) {
-  const perRequest = await measure(setup, dist)
-  rows.push({ setup, dist, perRequest })
-  console.error(`${setup} (${dist}): ${(perRequest / 1000).toFixed(1)} k instructions / request`)
+  const { perRequest, allThreads } = await measure(setup, dist)
+  rows.push({ setup, dist, perRequest, allThreads })
+  console.error(`${setup} (${dist}): ${(perRequest / 1000).toFixed(1)} k instructions / request (all threads: ${(allThreads / 1000).toFixed(1)} k)`)
 }
 const bare = rows.find((r) => r.setup === 'bare')?.perRequest
-for (const r of rows) console.log(`${r.setup}\t${r.dist}\t${(r.perRequest / 1000).toFixed(1)}k\t${bare === undefined ? '' : (r.perRequest / bare).toFixed(3)}`)
+const bareAll = rows.find((r) => r.setup === 'bare')?.allThreads
+for (const r of rows) console.log(`${r.setup}\t${r.dist}\t${(r.perRequest / 1000).toFixed(1)}k\t${bare === undefined ? '' : (r.perRequest / bare).toFixed(3)}\tall threads ${(r.allThreads / 1000).toFixed(1)}k\t${bareAll === undefined ? '' : (r.allThreads / bareAll).toFixed(3)}`)

@@ -1,11 +1,12 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Faults } from '../faults'
 import type { ResolvedOptions } from '../options'
 import type { Store } from '../store'
-import { untracedAddHook } from '../fastify-internals'
+import { addFirstRequestHook, untracedAddHook } from '../fastify-internals'
 import { HttpRecorder } from './recorder'
 import { checkRouteConfig } from './route-config'
 import { wrapReplies, wrapViews } from './reply-patches'
+import { ResponseFinish } from './response-finish'
 
 export { exceptionType } from './labels'
 export { kScrapeRoute } from './routes'
@@ -20,6 +21,7 @@ export { kScrapeRoute } from './routes'
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
   const recorder = new HttpRecorder(store, options, faults)
   fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
+  fastify.decorateRequest(HttpRecorder.startKey as unknown as string, 0)
   const addHook = untracedAddHook(fastify)
 
   fastify.addHook('onRoute', function upstreamMetricsCheckRoute (route) {
@@ -27,9 +29,22 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     checkRouteConfig(route.config, `${methods} ${route.url}`)
   })
 
-  addHook('onRequest', function upstreamMetricsOnRequest (request, reply, done) {
+  const recordResponse = (reply: FastifyReply): void => {
     try {
-      recorder.track(request)
+      recorder.recordResponse(reply.request, reply)
+    } catch (err) {
+      faults.report(err)
+    }
+  }
+  const finished = new ResponseFinish(recordResponse)
+  fastify.addHook('onClose', function upstreamMetricsStopHearing (instance, done) {
+    finished.close()
+    done()
+  })
+
+  addFirstRequestHook(fastify, function upstreamMetricsOnRequest (request: FastifyRequest, reply: FastifyReply, done: () => void) {
+    try {
+      if (recorder.start(request) !== undefined) finished.watch(reply)
     } catch (err) {
       faults.report(err)
     }
@@ -45,21 +60,6 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
     done()
   })
 
-  addHook('onResponse', function upstreamMetricsOnResponse (request, reply, done) {
-    try {
-      recorder.recordResponse(request, reply)
-    } catch (err) {
-      faults.report(err)
-    }
-    done()
-  })
-
-  wrapReplies(fastify, (reply) => {
-    try {
-      recorder.recordResponse(reply.request, reply)
-    } catch (err) {
-      faults.report(err)
-    }
-  }, faults)
+  wrapReplies(fastify, recordResponse, faults)
   wrapViews(fastify)
 }

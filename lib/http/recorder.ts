@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { SpanContext } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { requestSpan } from '../exemplars'
@@ -6,24 +7,33 @@ import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS,
 import type { ResolvedOptions } from '../options'
 import { exemplarOf, observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import { CustomLabels, LABELLED_FAMILIES } from './custom-labels'
+import { replyHeader } from '../fastify-internals'
 import { charsetOf, exceptionType } from './labels'
 import { isStreamed, templateOf } from './reply-patches'
 import { Routes, type MethodCells, type RouteState } from './routes'
 
 const kRequestState = Symbol('upstream-metrics.request')
+/** `performance.now()` when the plugin's `onRequest` hook ran: the start of both latencies. */
+const kStart = Symbol('upstream-metrics.start')
 /** On a request that raised an exception, when the semantic-convention histogram needs its `error.type`. */
 const kErrorType = Symbol('upstream-metrics.error-type')
 /** Request state of a request not measured (excluded) or whose response is already recorded. */
 const SETTLED = Object.freeze({ settled: true })
 
 type RequestState = MethodCells | typeof SETTLED | null | undefined
-type StatefulRequest = FastifyRequest & { [kRequestState]?: RequestState, [kErrorType]?: string }
+type StatefulRequest = FastifyRequest & { [kRequestState]?: RequestState, [kErrorType]?: string, [kStart]: number }
 
 type Families = { [K in keyof typeof HTTP]: Family } & {
   latencyIncluding: Family<HistogramCell>
   latencyByViewMethod: Family<HistogramCell>
   requestBody: Family<HistogramCell>
   responseBody: Family<HistogramCell>
+}
+
+/** Seconds since the plugin's `onRequest`; Fastify's own measure for a request that never reached it. */
+function elapsedSeconds (request: FastifyRequest, reply: FastifyReply): number {
+  const start = (request as StatefulRequest)[kStart]
+  return (start === 0 ? reply.elapsedTime : performance.now() - start) / 1000
 }
 
 /**
@@ -34,6 +44,8 @@ type Families = { [K in keyof typeof HTTP]: Family } & {
 export class HttpRecorder {
   /** The property Fastify's request objects are decorated with, so every request has the same shape. */
   static readonly stateKey = kRequestState
+  /** The property holding the request's start time, with the same purpose. */
+  static readonly startKey = kStart
 
   private readonly f = {} as Families
   private readonly routes: Routes
@@ -53,8 +65,12 @@ export class HttpRecorder {
   private readonly streaming: Cell
   private readonly byTransport: { http?: Cell, https?: Cell } = {}
   private readonly byMethod = new Map<string, Cell>()
-  private readonly byStatus = new Map<number, Cell>()
+  /** By status code. */
+  private readonly byStatus: Array<Cell | undefined> = []
   private readonly byCharset = new Map<string, Cell>()
+  /** The last response's Content-Type and its charset's cell: most responses of an app share one. */
+  private lastContentType: unknown = undefined
+  private lastCharset: Cell | undefined
   private readonly byTemplate = new Map<string, Cell>()
 
   constructor (store: Store, options: ResolvedOptions, faults: Faults) {
@@ -87,6 +103,12 @@ export class HttpRecorder {
     this.streaming = f.streaming.cell()
   }
 
+  /** Starts the request's clock and records its request side; its cells, or `undefined` when it is not measured. */
+  start (request: FastifyRequest): MethodCells | undefined {
+    (request as StatefulRequest)[kStart] = performance.now()
+    return this.track(request)
+  }
+
   /** Records the request side; the request's cells, or `undefined` when it is not measured. */
   track (request: FastifyRequest): MethodCells | undefined {
     const route = this.routes.of(request)
@@ -117,7 +139,7 @@ export class HttpRecorder {
       cell.value++
     }
     // django observes the latency in process_exception and again in process_response.
-    const seconds = reply.elapsedTime / 1000
+    const seconds = elapsedSeconds(request, reply)
     const span = this.exemplars ? requestSpan(request) : undefined
     observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, span === undefined ? undefined : exemplarOf(span, seconds))
     if (this.semconv !== undefined) (request as StatefulRequest)[kErrorType] = type
@@ -127,7 +149,7 @@ export class HttpRecorder {
   recordResponse (request: FastifyRequest, reply: FastifyReply): void {
     const cells = this.cellsOfUnanswered(request)
     if (cells === undefined) return
-    const seconds = reply.elapsedTime / 1000
+    const seconds = elapsedSeconds(request, reply)
     const status = reply.statusCode
     const state = request as StatefulRequest
     // Answered: a close listener of an abandoned-reply watch must not record it again.
@@ -138,37 +160,20 @@ export class HttpRecorder {
     const custom = this.custom?.values(request)
     observe(this.latencyIncluding, this.latencyBounds, seconds, exemplar)
     observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, exemplar)
-    let cell = this.byStatus.get(status)
-    if (cell === undefined) {
-      cell = this.f.byStatus.cell(String(status))
-      this.byStatus.set(status, cell)
-    }
-    cell.value++
-    if (custom !== undefined) {
-      cell = this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method, ...custom)
-    } else {
-      cell = cells.byStatus.get(status)
-      if (cell === undefined) {
-        cell = this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method)
-        cells.byStatus.set(status, cell)
-      }
-    }
-    cell.value++
-    const length = reply.getHeader('content-length')
+    ;(this.byStatus[status] ??= this.f.byStatus.cell(String(status))).value++
+    const byStatusViewMethod = custom === undefined
+      ? (cells.byStatus[status] ??= this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method))
+      : this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method, ...custom)
+    byStatusViewMethod.value++
+    const length = replyHeader(reply, 'content-length')
     if (isStreamed(reply)) this.streaming.value++
     else if (length !== undefined) observe(this.responseBody, DJANGO_BODY_BUCKETS, Number(length) || 0)
     else if (status === 204 || status === 304 || status < 200) observe(this.responseBody, DJANGO_BODY_BUCKETS, 0)
     else this.streaming.value++
-    const charset = charsetOf(reply.getHeader('content-type'))
-    cell = this.byCharset.get(charset)
-    if (cell === undefined) {
-      cell = this.f.byCharset.cell(charset)
-      if (this.byCharset.size < 256) this.byCharset.set(charset, cell)
-    }
-    cell.value++
+    this.charsetCell(replyHeader(reply, 'content-type')).value++
     const template = templateOf(reply)
     if (template !== undefined) {
-      cell = this.byTemplate.get(template)
+      let cell = this.byTemplate.get(template)
       if (cell === undefined) {
         cell = this.f.byTemplateName.cell(template)
         if (this.byTemplate.size < 256) this.byTemplate.set(template, cell)
@@ -198,6 +203,19 @@ export class HttpRecorder {
     const length = headers['content-length']
     observe(this.requestBody, DJANGO_BODY_BUCKETS, length === undefined ? 0 : (Number(length) || 0))
     return cells
+  }
+
+  private charsetCell (contentType: unknown): Cell {
+    if (contentType === this.lastContentType && this.lastCharset !== undefined) return this.lastCharset
+    const charset = charsetOf(contentType)
+    let cell = this.byCharset.get(charset)
+    if (cell === undefined) {
+      cell = this.f.byCharset.cell(charset)
+      if (this.byCharset.size < 256) this.byCharset.set(charset, cell)
+    }
+    this.lastContentType = contentType
+    this.lastCharset = cell
+    return cell
   }
 
   private methodCounter (method: string): Cell {

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { routeContextOf } from '../fastify-internals'
 import { SCRAPE_VIEW, UNNAMED_VIEW } from '../names'
 import type { Cell, HistogramCell } from '../store'
 import { cleanMethod, latencyMethod, semconvMethod } from './labels'
@@ -6,6 +7,8 @@ import { readRouteConfig } from './route-config'
 
 /** On the `/metrics` route's config: its view is django's scrape view, counted only with `countScrape`. */
 export const kScrapeRoute = Symbol('upstream-metrics.scrape-route')
+/** On Fastify's route context: the route's state, resolved on its first request. */
+const kRouteState = Symbol('upstream-metrics.route-state')
 
 /** The label values and cells of one (route, method): resolved once, reused by every request. */
 export interface MethodCells {
@@ -20,7 +23,8 @@ export interface MethodCells {
   byMethod: Cell | undefined
   byViewHttp: Cell | undefined
   byViewHttps: Cell | undefined
-  readonly byStatus: Map<number, Cell>
+  /** By status code. */
+  readonly byStatus: Array<Cell | undefined>
   /** `http.server.request.duration` series by status, per scheme; `undefined` while semconv is off. */
   semconv: { http: Map<number, HistogramCell>, https: Map<number, HistogramCell>, failed: Map<string, HistogramCell> } | undefined
 }
@@ -46,6 +50,13 @@ export class Routes {
   ) {}
 
   of (request: FastifyRequest): RouteState {
+    const context = routeContextOf(request) as { [kRouteState]?: RouteState } | undefined
+    if (context === undefined) return this.resolve(request)
+    return (context[kRouteState] ??= this.resolve(request))
+  }
+
+  /** Without Fastify's route context (a version that hides it): by the route's config object. */
+  private resolve (request: FastifyRequest): RouteState {
     const routeOptions = request.routeOptions
     const config = routeOptions.config ?? this.noConfig
     let state = this.states.get(config)
@@ -78,7 +89,7 @@ export class Routes {
       byMethod: undefined,
       byViewHttp: undefined,
       byViewHttps: undefined,
-      byStatus: new Map(),
+      byStatus: [],
       semconv: undefined
     }
     route.methods.set(rawMethod, cells)
