@@ -12,16 +12,14 @@ export { exceptionType } from './labels'
 export { kScrapeRoute } from './routes'
 
 /**
- * The django-prometheus middleware pair as Fastify hooks: request-side counters in
- * `onRequest` (django's Before/After `process_request` and `process_view`), response
- * side in `onResponse`, exceptions in `onError`. A request whose `onRequest` never ran
- * (an earlier hook answered it) is recorded on both sides when it responds; a request
+ * The django-prometheus middleware pair on Fastify: request-side counters and the start of
+ * the latency in an `onRequest` hook that runs before every other (django's Before/After
+ * `process_request` and `process_view`), exceptions in `onError`, and the response side when
+ * the response finishes, heard without an `onResponse` hook (see `ResponseFinish`). A request
  * whose client left is recorded when its handler's reply is written (see `wrapReplies`).
  */
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
   const recorder = new HttpRecorder(store, options, faults)
-  fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
-  fastify.decorateRequest(HttpRecorder.startKey as unknown as string, 0)
   const addHook = untracedAddHook(fastify)
 
   fastify.addHook('onRoute', function upstreamMetricsCheckRoute (route) {
@@ -44,7 +42,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
 
   addFirstRequestHook(fastify, function upstreamMetricsOnRequest (request: FastifyRequest, reply: FastifyReply, done: () => void) {
     try {
-      if (recorder.start(request) !== undefined) finished.watch(reply)
+      if (recorder.start(request, reply) !== undefined) finished.watch(reply)
     } catch (err) {
       faults.report(err)
     }

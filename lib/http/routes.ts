@@ -73,8 +73,8 @@ export class Routes {
   }
 
   /** Whether a request of this route is left unmeasured, by the route's config or by `excludePaths`. */
-  excludes (route: RouteState, url: string): boolean {
-    return route.excluded || (this.excludePaths.length > 0 && this.pathExcluded(url))
+  excludes (route: RouteState, request: FastifyRequest): boolean {
+    return route.excluded || (this.excludePaths.length > 0 && this.pathExcluded(request.url))
   }
 
   methodCells (route: RouteState, rawMethod: string): MethodCells {
