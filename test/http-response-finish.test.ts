@@ -1,5 +1,6 @@
 import { hasSubscribers } from 'node:diagnostics_channel'
 import { connect } from 'node:http2'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -12,11 +13,18 @@ import { key, parse } from './helpers/metrics'
 
 const CHANNEL = 'http.server.response.finish'
 
-async function scrape (app: FastifyInstance): Promise<Map<string, number>> {
+/** Any Fastify app, HTTP/1 or HTTP/2. */
+interface App {
+  inject: FastifyInstance['inject']
+  listen: (options: { host: string, port: number }) => Promise<string>
+  server: { address: () => AddressInfo | string | null }
+}
+
+async function scrape (app: App): Promise<Map<string, number>> {
   return parse((await app.inject('/metrics')).body).samples
 }
 
-async function listening (app: FastifyInstance): Promise<string> {
+async function listening (app: App): Promise<string> {
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('no port')
@@ -58,12 +66,14 @@ t.test('HTTP/2: every response is counted as over HTTP/1', async (t) => {
 
 t.test('two apps in one process: each counts its own responses only, and stops listening when closed', async (t) => {
   t.notOk(hasSubscribers(CHANNEL), 'nobody listens before the apps start')
-  const apps = [Fastify(), Fastify()]
-  for (const app of apps) {
-    await app.register(upstreamMetrics, { runtimeMetrics: false })
-    app.get('/', async () => 'hi')
+  const app = async () => {
+    const instance = Fastify()
+    await instance.register(upstreamMetrics, { runtimeMetrics: false })
+    instance.get('/', async () => 'hi')
+    return instance
   }
-  const [first, second] = apps as [FastifyInstance, FastifyInstance]
+  const first = await app()
+  const second = await app()
   const firstUrl = await listening(first)
   const secondUrl = await listening(second)
   t.ok(hasSubscribers(CHANNEL))

@@ -43,10 +43,9 @@ function elapsedSeconds (reply: FastifyReply): number {
 /**
  * The django-prometheus middleware pair's numbers: the HTTP families and the cells each
  * request, exception and response adds to. A request is measured once on each side, whichever
- * of `onRequest`, `onError`, `onResponse` or an abandoned reply sees it first.
+ * of `onRequest`, `onError`, the response's finish or an abandoned reply sees it first.
  */
 export class HttpRecorder {
-
   private readonly f = {} as Families
   private readonly routes: Routes
   /** `http.server.request.duration`, when semconv metrics are on. */
