@@ -35,7 +35,7 @@ async function measure (setup, dist) {
   const out = mkdtempSync(join(tmpdir(), 'callgrind-'))
   const child = fork(join(here, 'server.mjs'), [setup], {
     execPath: 'valgrind',
-    execArgv: ['--tool=callgrind', '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16', ...(process.env.CG_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
+    execArgv: ['--tool=callgrind', ...(process.env.CG_VALGRIND_FLAGS ?? '').split(' ').filter(Boolean), '--smc-check=all-non-file', '--separate-threads=yes', '--instr-atstart=no', `--callgrind-out-file=${out}/cg.%p`, process.execPath, '--max-semi-space-size=16', ...(process.env.CG_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, BENCH_DIST: dist },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
   })
@@ -51,7 +51,12 @@ async function measure (setup, dist) {
   // helper threads run on their own schedule. (With --single-threaded they land on the main thread,
   // and a major GC or a tier-up inside the window moved the same setup by up to ±4 % between runs.)
   const dumps = readdirSync(out).filter((f) => /-01$/.test(f))
-  const instructions = (file) => Number(readFileSync(join(out, file), 'utf8').match(/^(?:summary|totals): (\d+)/m)[1])
+  const events = (file) => readFileSync(join(out, file), 'utf8').match(/^(?:summary|totals): ([\d ]+)/m)[1].trim().split(' ').map(Number)
+  const instructions = (file) => events(file)[0]
+  if (process.env.CG_VALGRIND_FLAGS) {
+    const text = readFileSync(join(out, dumps.find((f) => /\.1-01$/.test(f))), 'utf8')
+    console.error(`${setup}: ${text.match(/^events: (.*)$/m)[1]} = ${events(dumps.find((f) => /\.1-01$/.test(f))).join(' ')}`)
+  }
   const main = instructions(dumps.find((f) => /\.1-01$/.test(f)))
   const all = dumps.reduce((sum, f) => sum + instructions(f), 0)
   if (process.env.CG_KEEP) execFileSync('cp', [join(out, dumps.find((f) => /\.1-01$/.test(f))), join(process.env.CG_KEEP, `${setup}.${child.pid}.cg`)])
