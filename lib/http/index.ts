@@ -20,8 +20,6 @@ export { kScrapeRoute } from './routes'
  */
 export function instrumentHttp (fastify: FastifyInstance, store: Store, options: ResolvedOptions, faults: Faults): void {
   const recorder = new HttpRecorder(store, options, faults)
-  fastify.decorateRequest(HttpRecorder.stateKey as unknown as string, null)
-  fastify.decorateRequest(HttpRecorder.startKey as unknown as string, 0)
   const addHook = untracedAddHook(fastify)
 
   fastify.addHook('onRoute', function upstreamMetricsCheckRoute (route) {
@@ -44,7 +42,7 @@ export function instrumentHttp (fastify: FastifyInstance, store: Store, options:
 
   addFirstRequestHook(fastify, function upstreamMetricsOnRequest (request: FastifyRequest, reply: FastifyReply, done: () => void) {
     try {
-      if (recorder.start(request) !== undefined) finished.watch(reply)
+      if (recorder.start(request, reply) !== undefined) finished.watch(reply)
     } catch (err) {
       faults.report(err)
     }

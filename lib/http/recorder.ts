@@ -21,7 +21,11 @@ const kErrorType = Symbol('upstream-metrics.error-type')
 const SETTLED = Object.freeze({ settled: true })
 
 type RequestState = MethodCells | typeof SETTLED | null | undefined
-type StatefulRequest = FastifyRequest & { [kRequestState]?: RequestState, [kErrorType]?: string, [kStart]: number }
+/**
+ * A request's state lives on its raw response, which Fastify's own code does not read, rather than on the request:
+ * a decorated request costs every request a megamorphic store per decoration.
+ */
+type StatefulResponse = FastifyReply['raw'] & { [kRequestState]?: RequestState, [kErrorType]?: string, [kStart]?: number }
 
 type Families = { [K in keyof typeof HTTP]: Family } & {
   latencyIncluding: Family<HistogramCell>
@@ -31,9 +35,9 @@ type Families = { [K in keyof typeof HTTP]: Family } & {
 }
 
 /** Seconds since the plugin's `onRequest`; Fastify's own measure for a request that never reached it. */
-function elapsedSeconds (request: FastifyRequest, reply: FastifyReply): number {
-  const start = (request as StatefulRequest)[kStart]
-  return (start === 0 ? reply.elapsedTime : performance.now() - start) / 1000
+function elapsedSeconds (reply: FastifyReply): number {
+  const start = (reply.raw as StatefulResponse)[kStart]
+  return (start === undefined ? reply.elapsedTime : performance.now() - start) / 1000
 }
 
 /**
@@ -42,11 +46,6 @@ function elapsedSeconds (request: FastifyRequest, reply: FastifyReply): number {
  * of `onRequest`, `onError`, the response's finish or an abandoned reply sees it first.
  */
 export class HttpRecorder {
-  /** The property Fastify's request objects are decorated with, so every request has the same shape. */
-  static readonly stateKey = kRequestState
-  /** The property holding the request's start time, with the same purpose. */
-  static readonly startKey = kStart
-
   private readonly f = {} as Families
   private readonly routes: Routes
   /** `http.server.request.duration`, when semconv metrics are on. */
@@ -104,31 +103,31 @@ export class HttpRecorder {
   }
 
   /** Starts the request's clock and records its request side; its cells, or `undefined` when it is not measured. */
-  start (request: FastifyRequest): MethodCells | undefined {
-    (request as StatefulRequest)[kStart] = performance.now()
-    return this.track(request)
+  start (request: FastifyRequest, reply: FastifyReply): MethodCells | undefined {
+    (reply.raw as StatefulResponse)[kStart] = performance.now()
+    return this.track(request, reply)
   }
 
   /** Records the request side; the request's cells, or `undefined` when it is not measured. */
-  track (request: FastifyRequest): MethodCells | undefined {
+  track (request: FastifyRequest, reply: FastifyReply): MethodCells | undefined {
     const route = this.routes.of(request)
     if (this.routes.excludes(route, request)) {
-      (request as StatefulRequest)[kRequestState] = SETTLED
+      (reply.raw as StatefulResponse)[kRequestState] = SETTLED
       return undefined
     }
-    return this.recordRequest(request, route)
+    return this.recordRequest(request, reply, route)
   }
 
   /** The cells of a request still to be answered; the request side is recorded now if `onRequest` never ran. */
-  cellsOfUnanswered (request: FastifyRequest): MethodCells | undefined {
-    const state = (request as StatefulRequest)[kRequestState]
-    if (state == null) return this.track(request)
+  cellsOfUnanswered (request: FastifyRequest, reply: FastifyReply): MethodCells | undefined {
+    const state = (reply.raw as StatefulResponse)[kRequestState]
+    if (state == null) return this.track(request, reply)
     return state === SETTLED ? undefined : state as MethodCells
   }
 
   /** An exception out of the handler or a hook: django's `process_exception`. */
   recordError (request: FastifyRequest, reply: FastifyReply, error: unknown): void {
-    const cells = this.cellsOfUnanswered(request)
+    const cells = this.cellsOfUnanswered(request, reply)
     // The disconnect that broke a body upload is the client's doing, not an exception of the app.
     if (cells === undefined || (typeof error === 'object' && error !== null && error === request.raw.errored)) return
     const type = exceptionType(error)
@@ -139,21 +138,21 @@ export class HttpRecorder {
       cell.value++
     }
     // django observes the latency in process_exception and again in process_response.
-    const seconds = elapsedSeconds(request, reply)
+    const seconds = elapsedSeconds(reply)
     const span = this.exemplars ? requestSpan(request) : undefined
     observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, span === undefined ? undefined : exemplarOf(span, seconds))
-    if (this.semconv !== undefined) (request as StatefulRequest)[kErrorType] = type
+    if (this.semconv !== undefined) (reply.raw as StatefulResponse)[kErrorType] = type
   }
 
   /** The response side, once per request: from `onResponse`, or for a reply whose client left. */
   recordResponse (request: FastifyRequest, reply: FastifyReply): void {
-    const cells = this.cellsOfUnanswered(request)
+    const cells = this.cellsOfUnanswered(request, reply)
     if (cells === undefined) return
-    const seconds = elapsedSeconds(request, reply)
-    const status = reply.raw.statusCode
-    const state = request as StatefulRequest
+    const seconds = elapsedSeconds(reply)
+    const res = reply.raw as StatefulResponse
+    const status = res.statusCode
     // Answered: a close listener of an abandoned-reply watch must not record it again.
-    state[kRequestState] = SETTLED
+    res[kRequestState] = SETTLED
     this.responsesBefore.value++
     const span: SpanContext | undefined = this.exemplars ? requestSpan(request) : undefined
     const exemplar = span === undefined ? undefined : exemplarOf(span, seconds)
@@ -180,14 +179,13 @@ export class HttpRecorder {
       }
       cell.value++
     }
-    if (this.semconv !== undefined) observe(this.semconvCell(cells, state, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds, exemplar)
+    if (this.semconv !== undefined) observe(this.semconvCell(cells, request, res, status), SEMCONV_HTTP_DURATION_BUCKETS, seconds, exemplar)
   }
 
-  private recordRequest (request: FastifyRequest, route: RouteState): MethodCells {
+  private recordRequest (request: FastifyRequest, reply: FastifyReply, route: RouteState): MethodCells {
     const cells = this.routes.methodCells(route, request.raw.method!)
     const f = this.f
-    const state = request as StatefulRequest
-    state[kRequestState] = cells
+    ;(reply.raw as StatefulResponse)[kRequestState] = cells
     this.requestsBefore.value++
     ;(cells.byMethod ??= this.methodCounter(cells.method)).value++
     const custom = this.custom
@@ -233,10 +231,10 @@ export class HttpRecorder {
     return (cells.latency ??= this.f.latencyByViewMethod.cell(cells.route.view, cells.latencyMethod) as HistogramCell)
   }
 
-  private semconvCell (cells: MethodCells, request: FastifyRequest, status: number): HistogramCell {
+  private semconvCell (cells: MethodCells, request: FastifyRequest, res: StatefulResponse, status: number): HistogramCell {
     const scheme = request.protocol === 'https' ? 'https' : 'http'
     const series = (cells.semconv ??= { http: new Map(), https: new Map(), failed: new Map() })
-    const errorType = (request as StatefulRequest)[kErrorType] ?? (status >= 500 ? String(status) : undefined)
+    const errorType = res[kErrorType] ?? (status >= 500 ? String(status) : undefined)
     if (errorType !== undefined) {
       const key = `${scheme} ${status} ${errorType}`
       let cell = series.failed.get(key)

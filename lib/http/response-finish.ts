@@ -4,6 +4,8 @@ import type { FastifyReply } from 'fastify'
 
 const CHANNEL = 'http.server.response.finish'
 
+type TaggedResponse = ServerResponse & Record<symbol, FastifyReply | undefined>
+
 /**
  * Tells when a reply's response has finished, the moment Fastify runs `onResponse`, without that
  * hook: with one, Fastify adds and removes a `finish` and an `error` listener on every response,
@@ -12,22 +14,15 @@ const CHANNEL = 'http.server.response.finish'
  * (`inject()`, HTTP/2) gets the two listeners instead.
  */
 export class ResponseFinish {
-  /**
-   * The replies whose response is awaited, by raw response; one map per plugin instance, so each of
-   * several apps in a process hears its own. Not a property of the response: Node's responses take a
-   * few hidden classes, and a property added to all of them can turn every add into a slow runtime call.
-   */
-  private readonly awaited = new WeakMap<ServerResponse, FastifyReply>()
+  /** One per plugin instance: each of several apps in a process hears its own replies only. */
+  private readonly key = Symbol('upstream-metrics.reply')
   private readonly onMessage: (message: unknown) => void
 
   constructor (private readonly onFinished: (reply: FastifyReply) => void) {
-    const awaited = this.awaited
+    const key = this.key
     this.onMessage = (message) => {
-      const res = (message as { response: ServerResponse }).response
-      const reply = awaited.get(res)
-      if (reply === undefined) return
-      awaited.delete(res)
-      onFinished(reply)
+      const reply = (message as { response: TaggedResponse }).response[key]
+      if (reply !== undefined) onFinished(reply)
     }
     subscribe(CHANNEL, this.onMessage)
   }
@@ -36,7 +31,7 @@ export class ResponseFinish {
   watch (reply: FastifyReply): void {
     const req = reply.request.raw
     if (req.constructor === IncomingMessage || req instanceof IncomingMessage) {
-      this.awaited.set(reply.raw as ServerResponse, reply)
+      (reply.raw as TaggedResponse)[this.key] = reply
       return
     }
     const res = reply.raw
