@@ -144,7 +144,7 @@ export class HttpRecorder {
     if (this.semconv !== undefined) (reply.raw as StatefulResponse)[kErrorType] = type
   }
 
-  /** The response side, once per request: from `onResponse`, or for a reply whose client left. */
+  /** The response side, once per request: when its response finishes, or for a reply whose client left. */
   recordResponse (request: FastifyRequest, reply: FastifyReply): void {
     const cells = this.cellsOfUnanswered(request, reply)
     if (cells === undefined) return

@@ -38,7 +38,7 @@ export interface RouteState {
   readonly methods: Map<string, MethodCells>
 }
 
-/** Each route's view label and exclusion, resolved on its first request and kept by its config object. */
+/** Each route's view label and exclusion, resolved on its first request and kept on Fastify's route context. */
 export class Routes {
   private readonly states = new WeakMap<object, RouteState>()
   private readonly noConfig = {}
@@ -55,7 +55,7 @@ export class Routes {
     return (context[kRouteState] ??= this.resolve(request))
   }
 
-  /** Without Fastify's route context (a version that hides it): by the route's config object. */
+  /** A route's state, resolved on its first request; kept by its config object too, the only cache where Fastify hides its route context. */
   private resolve (request: FastifyRequest): RouteState {
     const routeOptions = request.routeOptions
     const config = routeOptions.config ?? this.noConfig
