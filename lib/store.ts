@@ -99,13 +99,23 @@ export class Family<C extends Cell = Cell> {
  * active at the observation (see exemplars.ts), kept as its bucket's exemplar.
  */
 export function observe (cell: HistogramCell, bounds: readonly number[], v: number, exemplar?: Exemplar): void {
+  observeIn(cell, bucketOf(bounds, v), v, exemplar)
+}
+
+/** The index of the bucket `v` falls in: the first bound it does not exceed, else the `+Inf` bucket. */
+export function bucketOf (bounds: readonly number[], v: number): number {
   let i = 0
   const n = bounds.length
   while (i < n && v > bounds[i]!) i++
-  cell.counts[i]!++
+  return i
+}
+
+/** `observe` with the bucket already found: histograms with the same bounds that observe one value share the search. */
+export function observeIn (cell: HistogramCell, bucket: number, v: number, exemplar?: Exemplar): void {
+  cell.counts[bucket]!++
   cell.sum += v
   cell.value++
-  if (exemplar !== undefined) (cell.exemplars ??= new Array<Exemplar | undefined>(n + 1).fill(undefined))[i] = exemplar
+  if (exemplar !== undefined) (cell.exemplars ??= new Array<Exemplar | undefined>(cell.counts.length).fill(undefined))[bucket] = exemplar
 }
 
 /** An observation's exemplar, made once and shared by the histograms that observe the same value. */

@@ -5,7 +5,7 @@ import { requestSpan } from '../exemplars'
 import type { Faults } from '../faults'
 import { DJANGO_BODY_BUCKETS, HTTP, HTTP_SEMCONV, SEMCONV_HTTP_DURATION_BUCKETS, type MetricSpec } from '../names'
 import type { ResolvedOptions } from '../options'
-import { exemplarOf, observe, type Cell, type Family, type HistogramCell, type Store } from '../store'
+import { bucketOf, exemplarOf, observe, observeIn, type Cell, type Family, type HistogramCell, type Store } from '../store'
 import { CustomLabels, LABELLED_FAMILIES } from './custom-labels'
 import { replyHeader } from '../fastify-internals'
 import { charsetOf, exceptionType } from './labels'
@@ -157,8 +157,9 @@ export class HttpRecorder {
     const span: SpanContext | undefined = this.exemplars ? requestSpan(request) : undefined
     const exemplar = span === undefined ? undefined : exemplarOf(span, seconds)
     const custom = this.custom?.values(request)
-    observe(this.latencyIncluding, this.latencyBounds, seconds, exemplar)
-    observe(this.latencyCell(cells, custom), this.latencyBounds, seconds, exemplar)
+    const bucket = bucketOf(this.latencyBounds, seconds)
+    observeIn(this.latencyIncluding, bucket, seconds, exemplar)
+    observeIn(this.latencyCell(cells, custom), bucket, seconds, exemplar)
     ;(this.byStatus[status] ??= this.f.byStatus.cell(String(status))).value++
     const byStatusViewMethod = custom === undefined
       ? (cells.byStatus[status] ??= this.f.byStatusViewMethod.cell(String(status), cells.route.view, cells.method))
@@ -196,7 +197,8 @@ export class HttpRecorder {
       (this.byTransport.http ??= f.byTransport.cell('http')).value++
       if (route.matched) (custom === undefined ? (cells.byViewHttp ??= f.byViewTransportMethod.cell(route.view, 'http', cells.method)) : f.byViewTransportMethod.cell(route.view, 'http', cells.method, ...custom.values(request))).value++
     }
-    const headers = request.headers
+    // What the client sent, as django's request.META: an app's own `request.headers` additions are not.
+    const headers = request.raw.headers
     if (headers['x-requested-with'] === 'XMLHttpRequest') this.ajax.value++
     const length = headers['content-length']
     observe(this.requestBody, DJANGO_BODY_BUCKETS, length === undefined ? 0 : (Number(length) || 0))
