@@ -1,9 +1,9 @@
 // Instructions per request under valgrind's callgrind: load-independent, so usable on a busy
 // machine. node bench/callgrind.mjs [--runs=bare,empty-hooks,plugin,plugin@other/dist]
-// [--warmup=N] [--requests=N] (CG_NODE_FLAGS: more node flags, e.g. --no-concurrent-recompilation). Each run is bench/server.mjs with that setup (and that build of
+// [--warmup=N] [--requests=N] [--connections=N] (CG_NODE_FLAGS: more node flags, e.g. --no-concurrent-recompilation). Each run is bench/server.mjs with that setup (and that build of
 // the plugin, `dist` unless given) under callgrind, uninstrumented until warm; then only the
-// main thread's instructions over the measured requests are counted. One connection, so every
-// request is one turn of the event loop. Repeat a setup in --runs to see the run-to-run spread.
+// main thread's instructions over the measured requests are counted. One connection by default, so every
+// request is one turn of the event loop; the CPU bench's 16 (--connections=16) batch several requests per turn. Repeat a setup in --runs to see the run-to-run spread.
 import { execFileSync, fork } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -20,6 +20,7 @@ const runs = value('runs', 'bare,empty-hooks,plugin').split(',').map((run) => {
 })
 const warmup = Number(value('warmup', 6000))
 const requests = Number(value('requests', 4000))
+const connections = Number(value('connections', 1))
 
 const PATHS = [
   { method: 'GET', path: '/' },
@@ -28,7 +29,7 @@ const PATHS = [
 ]
 
 const load = (port, amount) => new Promise((resolve, reject) => {
-  autocannon({ url: `http://127.0.0.1:${port}`, connections: 1, amount, requests: PATHS }, (err, result) => err ? reject(err) : resolve(result))
+  autocannon({ url: `http://127.0.0.1:${port}`, connections, amount, requests: PATHS }, (err, result) => err ? reject(err) : resolve(result))
 })
 
 async function measure (setup, dist) {
