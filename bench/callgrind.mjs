@@ -54,13 +54,14 @@ async function measure (setup, dist) {
   const dumps = readdirSync(out).filter((f) => /-01$/.test(f))
   const events = (file) => readFileSync(join(out, file), 'utf8').match(/^(?:summary|totals): ([\d ]+)/m)[1].trim().split(' ').map(Number)
   const instructions = (file) => events(file)[0]
+  const mainDump = dumps.find((f) => /\.1-01$/.test(f))
   if (process.env.CG_VALGRIND_FLAGS) {
-    const text = readFileSync(join(out, dumps.find((f) => /\.1-01$/.test(f))), 'utf8')
-    console.error(`${setup}: ${text.match(/^events: (.*)$/m)[1]} = ${events(dumps.find((f) => /\.1-01$/.test(f))).join(' ')}`)
+    const text = readFileSync(join(out, mainDump), 'utf8')
+    console.error(`${setup}: ${text.match(/^events: (.*)$/m)[1]} = ${events(mainDump).join(' ')}`)
   }
-  const main = instructions(dumps.find((f) => /\.1-01$/.test(f)))
+  const main = instructions(mainDump)
   const all = dumps.reduce((sum, f) => sum + instructions(f), 0)
-  if (process.env.CG_KEEP) execFileSync('cp', [join(out, dumps.find((f) => /\.1-01$/.test(f))), join(process.env.CG_KEEP, `${setup}.${child.pid}.cg`)])
+  if (process.env.CG_KEEP) execFileSync('cp', [join(out, mainDump), join(process.env.CG_KEEP, `${setup}.${child.pid}.cg`)])
   rmSync(out, { recursive: true, force: true })
   const answered = result.requests.total
   if (result.non2xx + result.errors > 0) throw new Error(`${setup}: ${result.non2xx + result.errors} failed requests`)

@@ -4,8 +4,8 @@ import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastif
 // descriptions of their symbols; each lookup falls back to public behaviour when absent.
 
 function own (instance: object, description: string): unknown {
-  const symbol = Object.getOwnPropertySymbols(instance).find((s) => s.description === description)
-  return symbol === undefined ? undefined : (instance as Record<symbol, unknown>)[symbol]
+  const symbol = privateKey(instance, description)
+  return symbol === null ? undefined : (instance as Record<symbol, unknown>)[symbol]
 }
 
 /** The reply prototype of this Fastify instance (its own, not the one every instance shares). */
@@ -65,7 +65,7 @@ function moveToFront (instance: object, hook: onRequestHookHandler): void {
   if (Array.isArray(children)) for (const child of children) moveToFront(child, hook)
 }
 
-/** The symbol of a private property of Fastify's request or reply objects, by its description; `null` when absent. */
+/** The symbol of an own private property (of Fastify's instances, requests or replies), by its description; `null` when absent. */
 function privateKey (instance: object, description: string): symbol | null {
   return Object.getOwnPropertySymbols(instance).find((s) => s.description === description) ?? null
 }

@@ -2,9 +2,9 @@
 // unique names whatever the app records, bounded collection, one collection for concurrent scrapes.
 import { Writable } from 'node:stream'
 import t from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
-import { key, parse, series } from './helpers/metrics'
+import { key, parse, scrape, series } from './helpers/metrics'
 import { deferred } from './helpers/wait'
 
 /** The messages a Fastify logger writes. */
@@ -12,12 +12,6 @@ function capturingLogger (): { lines: string[], stream: Writable } {
   const lines: string[] = []
   const stream = new Writable({ write (chunk, _enc, cb) { lines.push((JSON.parse(String(chunk)) as { msg: string }).msg); cb() } })
   return { lines, stream }
-}
-
-async function scrape (app: FastifyInstance): Promise<ReturnType<typeof parse>> {
-  const response = await app.inject('/metrics')
-  if (response.statusCode !== 200) throw new Error(`scrape answered ${response.statusCode}`)
-  return parse(response.body)
 }
 
 const total = (rows: Array<{ value: number }>): number => rows.reduce((sum, s) => sum + s.value, 0)

@@ -1,16 +1,12 @@
 import t, { type Test } from 'tap'
 import pg from 'pg'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import upstreamMetrics from '../lib/index'
-import { key, parse, type Exposition } from './helpers/metrics'
+import { key, scrape } from './helpers/metrics'
 
 // db.models: django labels model series with the name given to ExportModelOperationsMixin('claim'),
 // not with the table (app_claim); the mapping gives dashboards the same values.
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-
-async function scrape (app: FastifyInstance): Promise<Exposition> {
-  return parse((await app.inject('/metrics')).body)
-}
 
 async function withTables (t: Test): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url })

@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
-import { key, parse } from './helpers/metrics'
+import { key, scrape } from './helpers/metrics'
 
 // The response side is heard on Node's `http.server.response.finish` channel (HTTP/1), through
 // listeners of the plugin's own otherwise (HTTP/2, inject()); the request side and the start of the
@@ -18,10 +18,6 @@ interface App {
   inject: FastifyInstance['inject']
   listen: (options: { host: string, port: number }) => Promise<string>
   server: { address: () => AddressInfo | string | null }
-}
-
-async function scrape (app: App): Promise<Map<string, number>> {
-  return parse((await app.inject('/metrics')).body).samples
 }
 
 async function listening (app: App): Promise<string> {
@@ -54,7 +50,7 @@ t.test('HTTP/2: every response is counted as over HTTP/1', async (t) => {
   statuses.push(await send({ ':path': '/nowhere' }))
   t.same(statuses, [200, 200, 200, 201, 404])
 
-  const m = await scrape(app)
+  const m = (await scrape(app)).samples
   t.equal(m.get(key('django_http_responses_total_by_status_view_method_total', { status: '200', view: '/items/:id', method: 'GET' })), 3)
   t.equal(m.get(key('django_http_responses_total_by_status_view_method_total', { status: '201', view: '/orders', method: 'POST' })), 1)
   t.equal(m.get(key('django_http_responses_total_by_status_total', { status: '404' })), 1)
@@ -81,12 +77,12 @@ t.test('two apps in one process: each counts its own responses only, and stops l
   await (await fetch(`${secondUrl}/`)).text()
 
   const view = (status: string) => key('django_http_responses_total_by_status_view_method_total', { status, view: '/', method: 'GET' })
-  t.equal((await scrape(first)).get(view('200')), 4)
-  t.equal((await scrape(second)).get(view('200')), 1)
+  t.equal((await scrape(first)).samples.get(view('200')), 4)
+  t.equal((await scrape(second)).samples.get(view('200')), 1)
   await first.close()
   t.ok(hasSubscribers(CHANNEL), 'the second app still listens')
   await (await fetch(`${secondUrl}/`)).text()
-  t.equal((await scrape(second)).get(view('200')), 2)
+  t.equal((await scrape(second)).samples.get(view('200')), 2)
   await second.close()
   t.notOk(hasSubscribers(CHANNEL), 'closed apps leave no subscriber behind')
 })
@@ -104,7 +100,7 @@ t.test('the latency includes the time of an onRequest hook added before the plug
   await (await fetch(`${url}/slow-gate`)).text()
   await (await fetch(`${url}/fast`)).text()
 
-  const m = await scrape(app)
+  const m = (await scrape(app)).samples
   const sum = (view: string) => m.get(key('django_http_requests_latency_seconds_by_view_method_sum', { view, method: 'GET' }))!
   t.ok(sum('/slow-gate') >= 0.035, `the gate's 40 ms are in the view's latency (${sum('/slow-gate')} s)`)
   t.ok(sum('/fast') < sum('/slow-gate'))

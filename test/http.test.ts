@@ -6,7 +6,7 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import upstreamMetrics from '../lib/index'
 import { request } from 'node:http'
-import { key, parse, series, type Exposition } from './helpers/metrics'
+import { key, parse, scrape, series } from './helpers/metrics'
 import { get } from './helpers/net'
 
 class PaymentDeclined extends Error {}
@@ -26,12 +26,6 @@ function demoApp (): FastifyInstance {
   app.get('/latin1', async (_request, reply) => reply.type('text/plain; charset=ISO-8859-1').send('caf\xe9'))
   app.get('/empty', async (_request, reply) => reply.code(204).send())
   return app
-}
-
-async function scrape (app: FastifyInstance): Promise<Exposition> {
-  const response = await app.inject('/metrics')
-  if (response.statusCode !== 200) throw new Error(`scrape answered ${response.statusCode}`)
-  return parse(response.body)
 }
 
 t.test('every django HTTP metric is exact after a known sequence of requests', async (t) => {

@@ -1,3 +1,5 @@
+import type { FastifyInstance } from 'fastify'
+
 /** A small parser of the Prometheus text format, for checking the real /metrics output. */
 export interface Exposition {
   /** `name{a="1",b="2"}` (labels sorted) → value */
@@ -83,4 +85,11 @@ export function cacheCounts (text: string, backend: string): Record<string, numb
     guideHits: get('django_cache_hits_total'),
     guideMisses: get('django_cache_misses_total')
   }
+}
+
+/** The app's `/metrics` through `inject()`, parsed; a scrape that is not answered 200 throws. */
+export async function scrape (app: Pick<FastifyInstance, 'inject'>): Promise<Exposition> {
+  const response = await app.inject('/metrics')
+  if (response.statusCode !== 200) throw new Error(`scrape answered ${response.statusCode}`)
+  return parse(response.body)
 }
