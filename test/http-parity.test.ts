@@ -67,6 +67,27 @@ t.test('a stream payload is a streaming response even with a Content-Length, as 
   t.equal(m.samples.get(key('django_http_responses_total_by_status_view_method_total', { status: '200', view: '/static/*', method: 'GET' })), 1)
 })
 
+t.test('a fetch Response with a body is a streaming response, even with a Content-Length; a plain object, a class instance and an empty Response are not', async (t) => {
+  class Order { constructor (readonly id: number) {} }
+  const app = Fastify()
+  await app.register(upstreamMetrics, { runtimeMetrics: false })
+  app.get('/response', async () => new Response('from a Response', { headers: { 'content-type': 'text/plain', 'content-length': '15' } }))
+  app.get('/empty-response', async () => new Response(null, { status: 200 }))
+  app.get('/object', async () => ({ plain: true }))
+  app.get('/instance', async () => new Order(7))
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  t.equal((await get(`${base}/response`)).body, 'from a Response')
+  t.equal((await get(`${base}/empty-response`)).status, 200)
+  const object = await get(`${base}/object`)
+  const instance = await get(`${base}/instance`)
+  const m = parse((await get(`${base}/metrics`)).body)
+  t.equal(m.samples.get(key('django_http_responses_streaming_total')), 1, 'only the Response with a body')
+  t.equal(m.samples.get(key('django_http_responses_body_total_bytes_count')), 3, 'the empty Response, the object and the instance have their bodies observed')
+  t.equal(m.samples.get(key('django_http_responses_body_total_bytes_sum')), object.body.length + instance.body.length)
+})
+
 t.test('django_http_responses_total_by_templatename_total counts replies rendered with @fastify/view', async (t) => {
   const app = Fastify()
   await app.register(upstreamMetrics, { runtimeMetrics: false })
