@@ -1,12 +1,14 @@
-// Instructions per request under valgrind's callgrind: load-independent, so usable on a busy
-// machine. node bench/callgrind.mjs [--runs=bare,empty-hooks,plugin,plugin@other/dist]
-// [--warmup=N] [--requests=N] [--connections=N] (CG_NODE_FLAGS: more node flags, e.g. --no-concurrent-recompilation). Each run is bench/server.mjs with that setup (and that build of
-// the plugin, `dist` unless given) under callgrind, uninstrumented until warm (20,000 requests: after 6,000 much of the
-// hot path still ran Maglev's code, not TurboFan's as in the CPU bench); then only the
-// main thread's instructions over the measured requests are counted. The young generation is fixed at 16 MB: left to
-// V8's sizing, one process of a setup scavenged 7 times as often as another (35 against 5 scavenges in 4,000 requests,
-// each about a million instructions of root scanning), which read as a 4 k difference per request. One connection by default, so every
-// request is one turn of the event loop; the CPU bench's 16 (--connections=16) batch several requests per turn. Repeat a setup in --runs to see the run-to-run spread.
+// Instructions per request under valgrind's callgrind, for choosing between designs: a build repeats within ±0.3 k
+// (counts shift a little while other work runs, so compare builds within one invocation).
+// node bench/callgrind.mjs [--runs=bare,empty-hooks,plugin,plugin@other/dist] [--warmup=N] [--requests=N]
+// [--connections=N] (CG_NODE_FLAGS: more node flags; CG_KEEP=<dir>: keep the main thread's dumps).
+// Each run is bench/server.mjs with that setup (and that build of the plugin, `dist` unless given) under callgrind,
+// uninstrumented until warm (20,000 requests: after 6,000 much of the hot path still ran Maglev's code, not TurboFan's
+// as in the CPU bench); then only the main thread's instructions over the measured requests are counted. The young
+// generation is fixed at 16 MB: left to V8's sizing, one process of a setup scavenged 7 times as often as another (35
+// against 5 scavenges in 4,000 requests, each about a million instructions of root scanning), which read as a 4 k
+// difference per request. One connection by default, so every request is one turn of the event loop; the CPU bench's
+// 16 (--connections=16) batch several requests per turn. Repeat a setup in --runs to see the run-to-run spread.
 import { execFileSync, fork } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
